@@ -1,0 +1,132 @@
+"""Typed settings and the stage plan shared by the notebooks, the CLI and the pipeline."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from workbook.errors import ConfigError
+
+#: Canary weights the rollout walks through, in order. The pipeline and the notebooks use this list;
+#: ``tests/test_stage_plan.py`` proves azure-pipelines.yml says the same.
+STAGE_PLAN: tuple[int, ...] = (10, 50, 100)
+
+#: Request header that pins a request to one version: ``x-model-version: stable|canary``.
+HEADER_NAME = "x-model-version"
+
+TARGETS = ("local", "k8s")
+CHART_NAME = "scoring-canary"
+
+
+def project_root() -> Path:
+    """The checkout that holds ``charts/``: next to the package, else the nearest parent of cwd."""
+    here = Path(__file__).resolve().parent.parent
+    if (here / "charts" / CHART_NAME).is_dir():
+        return here
+    for parent in [Path.cwd(), *Path.cwd().parents]:
+        if (parent / "charts" / CHART_NAME).is_dir():
+            return parent
+    return Path.cwd()
+
+
+def validate_weight(value: Any, obj: str = "canary", field_name: str = "weight") -> int:
+    """An integer percentage 0..100, or a ConfigError naming the object and field."""
+    if isinstance(value, bool):
+        raise ConfigError(obj, field_name, f"must be an integer 0..100, got {value!r}")
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.lstrip("-").isdigit():
+            raise ConfigError(obj, field_name, f"must be an integer 0..100, got {value!r}")
+        value = int(text)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ConfigError(obj, field_name, f"must be an integer 0..100, got {value!r}")
+        value = int(value)
+    if not isinstance(value, int):
+        raise ConfigError(obj, field_name, f"must be an integer 0..100, got {value!r}")
+    if not 0 <= value <= 100:
+        raise ConfigError(obj, field_name, f"must be 0..100, got {value}")
+    return value
+
+
+def validate_stage_plan(stages: tuple[int, ...] | list[int]) -> tuple[int, ...]:
+    """Weights strictly increasing, each 1..100: a rollout only moves traffic towards the canary."""
+    out = tuple(validate_weight(w, "stage plan", f"stages[{i}]") for i, w in enumerate(stages))
+    for i in range(1, len(out)):
+        if out[i] <= out[i - 1]:
+            raise ConfigError(
+                "stage plan", f"stages[{i}]", f"must be greater than {out[i - 1]}, got {out[i]}"
+            )
+    return out
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where and what to deploy. Every field can come from a ``WORKBOOK_*`` environment variable."""
+
+    target: str = "local"
+    namespace: str = "canary-demo"
+    release: str = "scoring"
+    app: str = "scoring"
+    registry: str = "canaryworkbook.azurecr.io"
+    repository: str = "scoring"
+    model_name: str = "safe-driver"
+    stable_version: str = "v1"
+    canary_version: str = "v2"
+    header_name: str = HEADER_NAME
+    stages: tuple[int, ...] = STAGE_PLAN
+    kiali_url: str = "http://localhost:20001/kiali"
+    kube_context: str | None = None
+    state_dir: Path = field(default_factory=lambda: project_root() / ".workbook")
+    chart_dir: Path = field(default_factory=lambda: project_root() / "charts" / CHART_NAME)
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ConfigError("settings", "target", f"must be one of {TARGETS}, got {self.target!r}")
+        validate_stage_plan(self.stages)
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then ``WORKBOOK_<FIELD>`` variables, then explicit keyword overrides."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, Any] = {}
+        for name in cls.__dataclass_fields__:
+            raw = env.get(f"WORKBOOK_{name.upper()}")
+            if raw is None:
+                continue
+            if name == "stages":
+                values[name] = tuple(int(x) for x in raw.split(",") if x.strip())
+            elif name in ("state_dir", "chart_dir"):
+                values[name] = Path(raw)
+            else:
+                values[name] = raw
+        if "KIALI_URL" in env and "kiali_url" not in values:
+            values["kiali_url"] = env["KIALI_URL"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> Settings:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+    def image(self, version: str) -> str:
+        """The image reference of one model version in the team's registry."""
+        return f"{self.registry}/{self.repository}:{version}"
+
+    def chart_values(self) -> dict[str, Any]:
+        """The chart values these settings imply (the chart's defaults fill in the rest)."""
+        return {
+            "app": self.app,
+            "image": {"registry": self.registry},
+            "routing": {"headerName": self.header_name},
+            "stable": {
+                "version": self.stable_version,
+                "image": {"repository": self.repository, "tag": self.stable_version},
+            },
+            "canary": {
+                "version": self.canary_version,
+                "image": {"repository": self.repository, "tag": self.canary_version},
+            },
+        }
