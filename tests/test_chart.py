@@ -1,0 +1,457 @@
+"""The scoring-canary chart through helm-python-sdk: goldens, lint, schema errors, routing rules.
+
+``UPDATE_GOLDEN=1 pytest tests/test_chart.py`` rewrites ``tests/golden/chart/*.yaml``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from workbook import chart
+from workbook.errors import ChartError, ConfigError
+from workbook.settings import Settings
+
+GOLDEN = Path(__file__).parent / "golden" / "chart"
+
+GOLDEN_CASES: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "weight-37": {"canary": {"weight": 37}},
+    "canary-disabled": {"canary": {"enabled": False}},
+    "namespace-create": {"namespace": {"create": True}},
+}
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    found = by_kind(docs, kind)
+    assert len(found) == 1, f"expected one {kind}, got {len(found)}"
+    return found[0]
+
+
+def routes(docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {r["name"]: r for r in one(docs, "VirtualService")["spec"]["http"]}
+
+
+def weights(docs: list[dict[str, Any]]) -> dict[str, int]:
+    return {d["destination"]["subset"]: d["weight"] for d in routes(docs)["weighted"]["route"]}
+
+
+# --- golden files --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_CASES))
+def test_render_matches_golden(name: str) -> None:
+    text = chart.render_manifest(GOLDEN_CASES[name])
+    path = GOLDEN / f"{name}.yaml"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"{path} missing: run with UPDATE_GOLDEN=1"
+    assert text == path.read_text()
+
+
+def test_goldens_differ_where_the_values_differ() -> None:
+    docs = {
+        name: list(yaml.safe_load_all((GOLDEN / f"{name}.yaml").read_text()))
+        for name in GOLDEN_CASES
+    }
+    assert weights(docs["defaults"]) == {"stable": 100, "canary": 0}
+    assert weights(docs["weight-37"]) == {"stable": 63, "canary": 37}
+    assert weights(docs["canary-disabled"]) == {"stable": 100}
+    assert docs["namespace-create"][0]["kind"] == "Namespace"
+    assert "Namespace" not in [d["kind"] for d in docs["defaults"]]
+
+
+# --- lint ----------------------------------------------------------------------------------------
+
+
+def test_strict_lint_is_clean() -> None:
+    messages = chart.lint(strict=True)
+    assert [m for m in messages if not m.startswith("[INFO]")] == []
+
+
+def test_lint_reports_bad_values() -> None:
+    messages = chart.lint({"canary": {"weight": 150}})
+    assert any(m.startswith("[ERROR]") and "/canary/weight" in m for m in messages)
+
+
+# --- values and schema errors --------------------------------------------------------------------
+
+
+BAD_VALUES = [
+    ({"canary": {"weight": 150}}, "canary.weight", "must be <= 100, got 150"),
+    ({"canary": {"weight": -1}}, "canary.weight", "must be >= 0, got -1"),
+    ({"canary": {"weight": 12.5}}, "canary.weight", "must be an integer, got 12.5"),
+    ({"canary": {"weight": "ten"}}, "canary.weight", "must be an integer, got 'ten'"),
+    ({"canary": {"weight": True}}, "canary.weight", "must be an integer"),
+    ({"routing": {"headerName": "X_Bad"}}, "routing.headerName", "got 'X_Bad'"),
+    ({"stable": {"image": {"tag": ""}}}, "stable.image.tag", "must not be empty"),
+    ({"canary": {"image": {"repository": ""}}}, "canary.image.repository", "must not be empty"),
+    ({"stable": {"image": None}}, "stable.image", "is required"),
+    ({"replica": 3}, "replica", "is not a value of this chart"),
+    ({"canary": {"wieght": 30}}, "canary.wieght", "did you mean 'weight'?"),
+    ({"stable": {"replicas": -1}}, "stable.replicas", "must be >= 0, got -1"),
+    ({"stable": {"version": "v 1"}}, "stable.version", "must match"),
+    ({"image": {"pullPolicy": "Sometimes"}}, "image.pullPolicy", "got 'Sometimes'"),
+    ({"env": [{"value": "x"}]}, "env[0].name", "is required"),
+    ({"routing": {"timeout": "ten seconds"}}, "routing.timeout", "must match"),
+]
+
+
+@pytest.mark.parametrize(("values", "field", "message"), BAD_VALUES)
+def test_bad_values_name_the_field(values: dict[str, Any], field: str, message: str) -> None:
+    for call in (chart.validate_values, chart.render):
+        with pytest.raises(ConfigError) as info:
+            call(values)
+        assert info.value.obj == "values"
+        assert info.value.field == field
+        assert str(info.value).startswith(f"values: {field} ")
+        assert message in str(info.value)
+
+
+def test_several_schema_errors_are_all_reported() -> None:
+    with pytest.raises(ConfigError) as info:
+        chart.validate_values({"canary": {"weight": 150}, "stable": {"replicas": -2}})
+    assert info.value.field == "canary.weight"  # sorted: the report does not depend on Go maps
+    assert "also stable.replicas must be >= 0, got -2" in str(info.value)
+
+
+@pytest.mark.parametrize("weight", ["30", 30.0, " 30 "])
+def test_weight_is_normalised_like_settings_validate_weight(weight: Any) -> None:
+    chart.validate_values({"canary": {"weight": weight}})
+    assert weights(chart.render({"canary": {"weight": weight}})) == {"stable": 70, "canary": 30}
+
+
+def test_weight_rule_holds_without_a_schema(tmp_path: Path) -> None:
+    bare = tmp_path / "bare"
+    shutil.copytree(chart.CHART_DIR, bare)
+    (bare / "values.schema.json").unlink()
+    for call in (chart.validate_values, chart.render):
+        with pytest.raises(ConfigError, match=r"canary\.weight must be 0\.\.100, got 150"):
+            call({"canary": {"weight": 150}}, chart_dir=bare)
+
+
+def test_default_values_follow_the_contract() -> None:
+    values = chart.default_values()
+    assert values["app"] == "scoring"
+    assert values["service"] == {"port": 80, "targetPort": 5001}
+    assert values["routing"]["headerName"] == "x-model-version"
+    assert values["canary"]["enabled"] is True
+    assert values["canary"]["weight"] == 0
+    assert (values["stable"]["version"], values["canary"]["version"]) == ("v1", "v2")
+
+
+def test_settings_chart_values_render() -> None:
+    settings = Settings(stable_version="v7", canary_version="v8", header_name="x-pin")
+    docs = chart.render(settings.chart_values())
+    subsets = {
+        s["name"]: s["labels"]["version"] for s in one(docs, "DestinationRule")["spec"]["subsets"]
+    }
+    assert subsets == {"stable": "v7", "canary": "v8"}
+    assert "x-pin" in routes(docs)["pin-canary"]["match"][0]["headers"]
+
+
+# --- merge_values and parse_sets -----------------------------------------------------------------
+
+
+def test_merge_values_is_deep_and_pure() -> None:
+    base = {"canary": {"weight": 0, "image": {"tag": "v2"}}, "gateway": {"hosts": ["a", "b"]}}
+    overrides = {
+        "canary": {"weight": 30},
+        "gateway": {"hosts": ["c"]},
+        "routing": {"timeout": None},
+    }
+    before = (repr(base), repr(overrides))
+    merged = chart.merge_values(base, overrides)
+    assert merged == {
+        "canary": {"weight": 30, "image": {"tag": "v2"}},
+        "gateway": {"hosts": ["c"]},
+        "routing": {"timeout": None},
+    }
+    assert (repr(base), repr(overrides)) == before
+    merged["canary"]["image"]["tag"] = "changed"
+    assert base["canary"]["image"]["tag"] == "v2"
+
+
+def test_parse_sets_uses_helm_semantics() -> None:
+    values = chart.parse_sets(
+        ["canary.weight=30", "canary.enabled=false", "gateway.hosts={a.example,b.example}", "app=x"]
+    )
+    assert values == {
+        "canary": {"weight": 30, "enabled": False},
+        "gateway": {"hosts": ["a.example", "b.example"]},
+        "app": "x",
+    }
+    assert chart.parse_sets(["canary.weight=30", "canary.weight=40"]) == {"canary": {"weight": 40}}
+    assert chart.parse_sets(["a=1,b.c=two"]) == {"a": 1, "b": {"c": "two"}}
+    assert chart.parse_sets([]) == {}
+
+
+@pytest.mark.parametrize("entry", ["canary.weight", "=30", "a.b.c", "a=3,a.b=1", "x[y]=1"])
+def test_parse_sets_rejects_malformed_entries(entry: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        chart.parse_sets(["canary.weight=30", entry])
+    assert (info.value.obj, info.value.field) == ("--set", entry)
+    assert str(info.value).startswith(f"--set: {entry} ")
+
+
+def test_set_values_render_end_to_end() -> None:
+    docs = chart.render(chart.parse_sets(["canary.weight=25"]))
+    assert weights(docs) == {"stable": 75, "canary": 25}
+    with pytest.raises(ConfigError, match=r"canary\.weight must be <= 100, got 101"):
+        chart.render(chart.parse_sets(["canary.weight=101"]))
+
+
+# --- rendered objects ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weight", [0, 1, 10, 37, 50, 63, 99, 100])
+def test_weighted_route_sums_to_100(weight: int) -> None:
+    split = weights(chart.render({"canary": {"weight": weight}}))
+    assert split == {"stable": 100 - weight, "canary": weight}
+    assert sum(split.values()) == 100
+
+
+def test_route_order_and_header_pins() -> None:
+    docs = chart.render({"routing": {"headerName": "x-pin"}}, namespace="ml")
+    vs = one(docs, "VirtualService")
+    assert [r["name"] for r in vs["spec"]["http"]] == ["pin-canary", "pin-stable", "weighted"]
+    for track in ("canary", "stable"):
+        route = routes(docs)[f"pin-{track}"]
+        assert route["match"] == [{"headers": {"x-pin": {"exact": track}}}]
+        assert route["route"] == [
+            {
+                "destination": {
+                    "host": "scoring.ml.svc.cluster.local",
+                    "subset": track,
+                    "port": {"number": 80},
+                }
+            }
+        ]
+    assert vs["spec"]["hosts"] == ["*"]
+    assert vs["spec"]["gateways"] == ["scoring-gateway"]
+    assert "match" not in routes(docs)["weighted"]
+
+
+def test_timeout_and_retries_come_from_routing_and_can_be_left_out() -> None:
+    for route in routes(chart.render()).values():
+        assert route["timeout"] == "10s"
+        assert route["retries"]["attempts"] == 2
+    for route in routes(chart.render({"routing": {"timeout": None, "retries": None}})).values():
+        assert "timeout" not in route
+        assert "retries" not in route
+
+
+def test_canary_disabled_removes_canary_everywhere() -> None:
+    docs = chart.render({"canary": {"enabled": False}})
+    assert [d["metadata"]["name"] for d in by_kind(docs, "Deployment")] == ["scoring-stable"]
+    assert [s["name"] for s in one(docs, "DestinationRule")["spec"]["subsets"]] == ["stable"]
+    assert list(routes(docs)) == ["pin-stable", "weighted"]
+    assert weights(docs) == {"stable": 100}
+    text = chart.render_manifest(
+        {"canary": {"enabled": False}, "image": {"registry": "reg.example"}}, namespace="ml"
+    )
+    assert "canary" not in text.replace("helm.sh/chart: scoring-canary", "")
+
+
+def test_equal_versions_fail_with_a_clear_message() -> None:
+    with pytest.raises(ChartError) as info:
+        chart.render({"canary": {"version": "v1"}})
+    assert "stable.version and canary.version must differ" in str(info.value)
+    assert "templates/deployments.yaml:" in str(info.value)
+    # Without a canary there is nothing to tell apart.
+    chart.render({"canary": {"version": "v1", "enabled": False}})
+
+
+def test_template_errors_carry_the_template_position(tmp_path: Path) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(chart.CHART_DIR, broken)
+    (broken / "templates" / "extra.yaml").write_text("x: {{ .Values.nothing.here }}\n")
+    with pytest.raises(ChartError, match=r"templates/extra\.yaml:1:"):
+        chart.render(chart_dir=broken)
+
+
+def test_missing_chart_is_a_chart_error(tmp_path: Path) -> None:
+    with pytest.raises(ChartError, match="could not be loaded"):
+        chart.render(chart_dir=tmp_path / "nowhere")
+
+
+def test_a_changed_chart_is_reloaded(tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(chart.CHART_DIR, copy)
+    assert chart.default_values(copy)["app"] == "scoring"
+    values_file = copy / "values.yaml"
+    values_file.write_text(values_file.read_text().replace("app: scoring", "app: scorer", 1))
+    assert chart.default_values(copy)["app"] == "scorer"
+    assert one(chart.render(chart_dir=copy), "Service")["metadata"]["name"] == "scorer"
+
+
+def test_objects_come_in_a_stable_order() -> None:
+    docs = chart.render({"namespace": {"create": True}})
+    assert [(d["kind"], d["metadata"]["name"]) for d in docs] == [
+        ("Namespace", "canary-demo"),
+        ("Service", "scoring"),
+        ("Deployment", "scoring-stable"),
+        ("Deployment", "scoring-canary"),
+        ("Gateway", "scoring-gateway"),
+        ("DestinationRule", "scoring"),
+        ("VirtualService", "scoring"),
+    ]
+
+
+def test_namespace_is_created_only_on_request_and_labelled_for_istio() -> None:
+    assert by_kind(chart.render(), "Namespace") == []
+    ns = one(chart.render({"namespace": {"create": True}}, namespace="ml-prod"), "Namespace")
+    assert ns["metadata"]["name"] == "ml-prod"
+    assert ns["metadata"]["labels"]["istio-injection"] == "enabled"
+
+
+def test_every_object_has_chart_labels_and_the_release_namespace() -> None:
+    docs = chart.render({"namespace": {"create": True}}, release="r1", namespace="ml")
+    for doc in docs:
+        labels = doc["metadata"]["labels"]
+        assert labels["helm.sh/chart"] == "scoring-canary-0.1.0"
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["app.kubernetes.io/instance"] == "r1"
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "ml"
+
+
+def test_selector_excludes_version_and_selects_the_pods() -> None:
+    for dep in by_kind(chart.render(), "Deployment"):
+        track = dep["metadata"]["name"].removeprefix("scoring-")
+        selector = dep["spec"]["selector"]["matchLabels"]
+        pod_labels = dep["spec"]["template"]["metadata"]["labels"]
+        assert selector == {"app": "scoring", "track": track}
+        assert selector.items() <= pod_labels.items()
+        assert pod_labels["version"] == {"stable": "v1", "canary": "v2"}[track]
+        assert pod_labels["app.kubernetes.io/version"] == pod_labels["version"]
+
+
+def test_subsets_select_pods_by_version() -> None:
+    docs = chart.render({"stable": {"version": "1.2.0"}, "canary": {"version": "1.3.0"}})
+    pods = {
+        d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
+        for d in by_kind(docs, "Deployment")
+    }
+    dr = one(docs, "DestinationRule")
+    assert dr["spec"]["host"] == "scoring.canary-demo.svc.cluster.local"
+    for subset in dr["spec"]["subsets"]:
+        assert subset["labels"].items() <= pods[f"scoring-{subset['name']}"].items()
+        assert subset["labels"]["version"] == {"stable": "1.2.0", "canary": "1.3.0"}[subset["name"]]
+
+
+def test_pods_probe_slash_on_the_http_port() -> None:
+    docs = chart.render(
+        {"service": {"targetPort": 5055}, "probes": {"readiness": {"periodSeconds": 7}}}
+    )
+    service_port = one(docs, "Service")["spec"]["ports"][0]
+    assert (service_port["name"], service_port["port"], service_port["targetPort"]) == (
+        "http",
+        80,
+        5055,
+    )
+    for dep in by_kind(docs, "Deployment"):
+        container = dep["spec"]["template"]["spec"]["containers"][0]
+        assert container["ports"][0]["name"] == "http"
+        assert container["ports"][0]["containerPort"] == 5055
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert container[probe]["httpGet"] == {"path": "/", "port": "http"}
+        assert container["readinessProbe"]["periodSeconds"] == 7
+        assert (
+            container["startupProbe"]["failureThreshold"]
+            * container["startupProbe"]["periodSeconds"]
+            >= 120
+        )
+
+
+def test_container_env_image_and_security() -> None:
+    values = {
+        "workerCount": 3,
+        "env": [{"name": "AZUREML_LOG_LEVEL", "value": "DEBUG"}],
+        "canary": {"image": {"tag": "2.1.0"}},
+        "imagePullSecrets": [],
+    }
+    deps = {d["metadata"]["name"]: d for d in by_kind(chart.render(values), "Deployment")}
+    pod = deps["scoring-canary"]["spec"]["template"]
+    assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "true"
+    assert "imagePullSecrets" not in pod["spec"]
+    container = pod["spec"]["containers"][0]
+    assert container["name"] == "scoring"
+    assert container["image"] == "canaryworkbook.azurecr.io/scoring:2.1.0"
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env == {
+        "HOME": "/home/scoring",
+        "WORKER_COUNT": "3",
+        "OMP_NUM_THREADS": "1",
+        "AZUREML_LOG_LEVEL": "DEBUG",
+    }
+    assert container["volumeMounts"] == [{"name": "home", "mountPath": "/home/scoring"}]
+    assert pod["spec"]["volumes"] == [{"name": "home", "emptyDir": {}}]
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    stable = deps["scoring-stable"]["spec"]["template"]["spec"]
+    assert stable["containers"][0]["image"] == "canaryworkbook.azurecr.io/scoring:v1"
+
+
+def test_gateway_from_values_or_an_existing_one() -> None:
+    docs = chart.render({"gateway": {"hosts": ["scoring.example.com"], "port": 8080}})
+    gateway = one(docs, "Gateway")
+    assert gateway["spec"]["selector"] == {"istio": "ingressgateway"}
+    assert gateway["spec"]["servers"] == [
+        {
+            "port": {"number": 8080, "name": "http", "protocol": "HTTP"},
+            "hosts": ["scoring.example.com"],
+        }
+    ]
+    assert one(docs, "VirtualService")["spec"]["hosts"] == ["scoring.example.com"]
+    shared = chart.render({"gateway": {"create": False, "name": "istio-system/shared"}})
+    assert by_kind(shared, "Gateway") == []
+    assert one(shared, "VirtualService")["spec"]["gateways"] == ["istio-system/shared"]
+
+
+def test_manifest_is_the_rendered_objects() -> None:
+    values = {"canary": {"weight": 20}}
+    assert list(yaml.safe_load_all(chart.render_manifest(values))) == chart.render(values)
+
+
+def test_notes_state_the_split() -> None:
+    text = chart.notes({"canary": {"weight": 20}}, release="scoring", namespace="ml")
+    assert "namespace ml" in text
+    assert "stable 80%, canary 20%" in text
+    assert "stable 100%" in chart.notes({"canary": {"enabled": False}})
+    assert all(d["kind"] for d in chart.render())  # NOTES never parsed as a manifest
+
+
+# --- schema validity of the output (the validators other modules use) ---------------------------
+
+
+def test_core_objects_pass_kubernetes_schema() -> None:
+    kv = pytest.importorskip("kubernetes_validate")
+    for doc in chart.render({"namespace": {"create": True}, "env": [{"name": "A", "value": "b"}]}):
+        if not doc["apiVersion"].startswith("networking.istio.io/"):
+            kv.validate(doc, "1.32.0", strict=True)
+
+
+def test_istio_objects_pass_istio_schema() -> None:
+    pytest.importorskip("cloudcoil.models.istio")
+    from cloudcoil.models.istio.networking import v1 as istio
+
+    for doc in chart.render({"canary": {"weight": 40}}):
+        model = getattr(istio, doc["kind"], None)
+        if doc["apiVersion"].startswith("networking.istio.io/") and model is not None:
+            dumped = model.model_validate(doc).model_dump(
+                mode="json", by_alias=True, exclude_unset=True
+            )
+            assert dumped == doc  # nothing dropped as unknown
