@@ -1,0 +1,151 @@
+"""The Azure path of image packaging: Environment + InferenceConfig, then ``Model.package``.
+
+The objects are built offline (nothing here calls the service until ``package_image``), so the
+notebook and the tests can inspect exactly what would be sent to Azure ML.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from workbook.azure.workspace import MLWorkspace, require_azureml
+from workbook.errors import ConfigError
+from workbook.settings import Settings
+
+#: Where the scoring apps ship inside the package: ``workbook/scoring/<app>/score.py``.
+SCORING_ROOT = Path(__file__).resolve().parent.parent / "scoring"
+
+#: Always in the image's pip list: the server the image runs (azmlinfsrv). Not azureml-defaults,
+#: whose own pin of the server could conflict with the app's.
+INFERENCE_PACKAGES = ("azureml-inference-server-http",)
+#: InferenceConfig warns about azureml-defaults whenever it is absent, even with the server listed.
+_DEFAULTS_WARNING = "azureml-defaults not detected"
+PYTHON_VERSION = "3.11"
+
+
+def scoring_source(scoring_dir: str | Path | None = None, scoring_app: str = "dummy") -> Path:
+    """The folder holding ``score.py``: ``<dir>/<app>``, ``<dir>``, or a build context's ``src``."""
+    root = Path(scoring_dir) if scoring_dir is not None else SCORING_ROOT
+    for candidate in (root / scoring_app, root, root / "src"):
+        if (candidate / "score.py").is_file():
+            return candidate
+    raise ConfigError(
+        "scoring app",
+        scoring_app,
+        f"has no score.py under {root} (looked in {scoring_app}/, ./, src/)",
+    )
+
+
+def pip_requirements(source: Path) -> list[str]:
+    """The app's requirements (requirements.txt next to score.py or one level up) plus the stack."""
+    lines: list[str] = []
+    for candidate in (source / "requirements.txt", source.parent / "requirements.txt"):
+        if candidate.is_file():
+            lines = [
+                ln.split("#", 1)[0].strip()
+                for ln in candidate.read_text().splitlines()
+                if ln.split("#", 1)[0].strip()
+            ]
+            break
+    names = {_dist_name(ln) for ln in lines}
+    return [*(p for p in INFERENCE_PACKAGES if p not in names), *lines]
+
+
+def _dist_name(requirement: str) -> str:
+    for sep in ("==", ">=", "<=", "~=", "!=", ">", "<", "[", ";", " "):
+        requirement = requirement.split(sep, 1)[0]
+    return requirement.strip().lower().replace("_", "-")
+
+
+class _Drop(logging.Filter):
+    """Drops log records whose message contains any of the given texts."""
+
+    def __init__(self, *texts: str) -> None:
+        super().__init__()
+        self.texts = texts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(t in message for t in self.texts)
+
+
+@contextlib.contextmanager
+def _without(logger: str, *texts: str) -> Iterator[None]:
+    """Hide azureml's known false alarms (and only those) for one block."""
+    drop = _Drop(*texts)
+    target = logging.getLogger(logger)
+    target.addFilter(drop)
+    try:
+        yield
+    finally:
+        target.removeFilter(drop)
+
+
+def environment(source: Path, *, scoring_app: str, model_version: str) -> Any:
+    """``Environment.from_pip_requirements`` with the inference stack and ``MODEL_VERSION``."""
+    require_azureml()
+    from azureml.core import Environment
+
+    with tempfile.TemporaryDirectory() as tmp:
+        req = Path(tmp) / "requirements.txt"
+        req.write_text("\n".join(pip_requirements(source)) + "\n")
+        env = Environment.from_pip_requirements(name=f"{scoring_app}-scoring", file_path=str(req))
+    env.python.conda_dependencies.set_python_version(PYTHON_VERSION)
+    # Deprecated for training runs; for inference images it is how env vars reach the container.
+    with _without("azureml.core.environment", "environment_variables is deprecated"):
+        env.environment_variables = {"MODEL_VERSION": str(model_version)}
+    return env
+
+
+def inference_config(
+    scoring_dir: str | Path | None = None, *, scoring_app: str = "dummy", model_version: str
+) -> Any:
+    """``InferenceConfig(entry_script="score.py")`` over the scoring app, built offline."""
+    require_azureml()
+    from azureml.core.model import InferenceConfig
+
+    source = scoring_source(scoring_dir, scoring_app)
+    env = environment(source, scoring_app=scoring_app, model_version=model_version)
+    with _without("azureml.core.model", _DEFAULTS_WARNING):
+        return InferenceConfig(
+            entry_script="score.py", source_directory=str(source), environment=env
+        )
+
+
+def split_image(ref: str) -> dict[str, str]:
+    """``registry/repository:tag`` as the chart's image values (registry may be empty)."""
+    rest, _, tag = ref.rpartition(":")
+    if not rest or "/" in tag:
+        rest, tag = ref, "latest"
+    first, _, remainder = rest.partition("/")
+    if remainder and ("." in first or ":" in first or first == "localhost"):
+        return {"registry": first, "repository": remainder, "tag": tag}
+    return {"registry": "", "repository": rest, "tag": tag}
+
+
+def package_image(
+    workspace: MLWorkspace,
+    model: Any,
+    settings: Settings,
+    version: str,
+    *,
+    scoring_dir: str | Path | None = None,
+    scoring_app: str = "dummy",
+    timeout_s: float = 1800,
+) -> str:
+    """Build the scoring image of ``model`` as ``<acr>/<settings.repository>:<version>``.
+
+    Returns the image reference the chart values take (``split_image`` cuts it up).
+    """
+    config = inference_config(scoring_dir, scoring_app=scoring_app, model_version=version)
+    ref = workspace.package(
+        model, config, image_name=settings.repository, image_label=version, timeout_s=timeout_s
+    )
+    if ":" not in ref.rsplit("/", 1)[-1]:
+        ref = f"{ref}:{version}"
+    return ref
