@@ -122,12 +122,19 @@ def connect(settings: Settings | None = None, **overrides: Any) -> Cluster:
     return factory(settings)
 
 
+def _local(settings: Settings) -> Cluster:
+    from workbook.local.client import LocalCluster
+
+    return LocalCluster(settings)
+
+
+def _k8s(settings: Settings) -> Cluster:
+    from workbook.kube.cluster import KubernetesCluster
+
+    return KubernetesCluster(settings)
+
+
 def _load_builtin_targets() -> None:
-    if "local" not in _TARGETS:
-        from workbook.local.client import LocalCluster
-
-        register_target("local", LocalCluster)
-    if "k8s" not in _TARGETS:
-        from workbook.kube.cluster import KubernetesCluster
-
-        register_target("k8s", KubernetesCluster)
+    """Built-in targets import their modules only when used (the kubernetes client is slow)."""
+    _TARGETS.setdefault("local", _local)
+    _TARGETS.setdefault("k8s", _k8s)

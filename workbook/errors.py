@@ -10,7 +10,7 @@ class WorkbookError(Exception):
 
 
 class ConfigError(WorkbookError):
-    """Bad input, named by object and field: ``VirtualService ns/name: http[1].route[0].weight ...``."""
+    """Bad input, named by object and field: ``VirtualService ns/vs: http[1].route[0].weight``."""
 
     exit_code = 2
 

@@ -84,7 +84,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
-            raise ConfigError("settings", "target", f"must be one of {TARGETS}, got {self.target!r}")
+            raise ConfigError(
+                "settings", "target", f"must be one of {TARGETS}, got {self.target!r}"
+            )
         validate_stage_plan(self.stages)
 
     @classmethod

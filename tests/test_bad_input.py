@@ -1,0 +1,138 @@
+"""Bad input: a clear error naming object and field, a non-zero exit, and nothing changed."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import pytest
+
+from workbook import analysis, cli, traffic
+from workbook.local.client import LocalCluster
+from workbook.settings import Settings
+
+pytestmark = pytest.mark.integration
+
+VS_UNKNOWN_SUBSET = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: scoring, namespace: canary-demo}
+spec:
+  hosts: ["*"]
+  gateways: [scoring-gateway]
+  http:
+  - name: weighted
+    route:
+    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: stable}
+      weight: 50
+    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: shadow}
+      weight: 50
+"""
+
+VS_UNSUPPORTED = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: scoring, namespace: canary-demo}
+spec:
+  hosts: ["*"]
+  gateways: [scoring-gateway]
+  http:
+  - name: weighted
+    corsPolicy: {allowOrigins: [{exact: "https://example.com"}]}
+    route:
+    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: stable}
+"""
+
+YAML_BROKEN = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: scoring
+spec: [
+"""
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    code = cli.main(args)
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture
+def unchanged(mesh: LocalCluster):
+    """Assert after the test that the mesh serves exactly what it served before, and still works."""
+    mesh.shift(20)
+    before_routes = mesh.served_routes()
+    before_revision = mesh.status().revision
+    yield
+    assert mesh.served_routes() == before_routes
+    assert mesh.status().revision == before_revision
+    result = traffic.probe(mesh.status().gateway_url + "/score", 400, show_progress=False)
+    assert result.errors == 0
+    assert analysis.check_split(result.counts, {"v1": 80, "v2": 20}, alpha=0.001).passed
+
+
+@pytest.mark.parametrize(
+    ("weight", "needle"),
+    [("150", "must be 0..100, got 150"), ("-1", "got -1"), ("12.5", "'12.5'"), ("ten", "'ten'")],
+)
+def test_bad_weight(weight, needle, state_args, capsys, unchanged) -> None:
+    code, err = run([*state_args, "shift", weight], capsys)
+    assert code != 0
+    assert "WEIGHT" in err and needle in err
+
+
+@pytest.mark.parametrize(
+    ("sets", "needle"),
+    [
+        (["canary.image.tag=v9"], "canary"),  # an unknown version: no such image
+        (["routing.headerName=X_Bad"], "routing.headerName"),
+        (["canary.weight=150"], "canary.weight"),
+    ],
+)
+def test_bad_upgrade_values(sets, needle, state_args, capsys, unchanged) -> None:
+    args = [*state_args, "upgrade"]
+    for s in sets:
+        args += ["--set", s]
+    code, err = run(args, capsys)
+    assert code != 0
+    assert needle in err, err
+
+
+def test_unknown_version_names_the_image(state_args, capsys, unchanged) -> None:
+    code, err = run([*state_args, "upgrade", "--set", "canary.image.tag=v9"], capsys)
+    assert code != 0
+    assert "scoring:v9" in err and "image" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "needles"),
+    [
+        (VS_UNKNOWN_SUBSET, ["VirtualService canary-demo/scoring", "shadow"]),
+        (VS_UNSUPPORTED, ["VirtualService canary-demo/scoring", "corsPolicy"]),
+        (YAML_BROKEN, ["line", "not valid YAML"]),
+    ],
+)
+def test_bad_apply(text, needles, tmp_path: Path, state_args, capsys, unchanged) -> None:
+    f = tmp_path / "objects.yaml"
+    f.write_text(text)
+    code, err = run([*state_args, "apply", "-f", str(f)], capsys)
+    assert code != 0
+    for needle in needles:
+        assert needle in err, err
+
+
+def test_second_up_while_running(state_args, capsys, unchanged) -> None:
+    code, err = run([*state_args, "up"], capsys)
+    assert code != 0
+    assert "already runs" in err
+
+
+def test_port_already_taken(tmp_path: Path, capsys) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        code, err = run(["--state-dir", str(tmp_path), "up", "--port", str(port)], capsys)
+    assert code != 0
+    assert f"127.0.0.1:{port} is already taken" in err
+    assert not (tmp_path / "mesh" / "supervisor.json").exists()
+    assert not Settings(state_dir=tmp_path).state_dir.joinpath("mesh", "releases").exists()

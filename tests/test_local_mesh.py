@@ -1,0 +1,106 @@
+"""The local canary mesh for real: Envoy routing to azmlinfsrv pods, weights shifted live."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+
+from workbook import analysis, traffic
+from workbook.local.client import LocalCluster
+
+pytestmark = pytest.mark.integration
+
+ALPHA = 0.001  # significance of the goodness-of-fit test; a fitting split is rejected 0.1% of runs
+
+
+def score_url(mesh: LocalCluster) -> str:
+    return mesh.status().gateway_url + "/score"
+
+
+def test_up_deploys_both_versions_ready_at_weight_zero(mesh: LocalCluster) -> None:
+    st = mesh.status()
+    by_track = {v.track: v for v in st.versions}
+    assert set(by_track) == {"stable", "canary"}
+    assert by_track["stable"].version == "v1" and by_track["canary"].version == "v2"
+    assert all(v.ready == v.replicas >= 1 for v in st.versions)
+    assert st.gateway_url.startswith("http://127.0.0.1:")
+    assert st.revision >= 1
+
+
+@pytest.mark.parametrize("weight", [0, 10, 37, 50, 90, 100])
+def test_observed_split_fits_configured_weight(mesh: LocalCluster, weight: int) -> None:
+    rel = mesh.shift(weight)
+    assert rel.status == "deployed"
+    st = mesh.status()
+    assert st.weights() == {"v1": 100 - weight, "v2": weight}
+    result = traffic.probe(score_url(mesh), 800, concurrency=8, show_progress=False)
+    assert result.errors == 0, result.error_kinds
+    check = analysis.check_split(result.counts, st.weights(), alpha=ALPHA)
+    assert check.passed, check.reason
+    if weight in (0, 100):  # exact: a zero-weight version gets nothing
+        assert result.counts == {("v2" if weight == 100 else "v1"): 800}
+
+
+@pytest.mark.parametrize(("pin", "version", "weight"), [("canary", "v2", 0), ("stable", "v1", 100)])
+def test_header_pins_every_request(mesh: LocalCluster, pin: str, version: str, weight: int) -> None:
+    mesh.shift(weight)  # the pinned version gets no weighted traffic at all
+    headers = {"x-model-version": pin}
+    result = traffic.probe(score_url(mesh), 300, headers=headers, show_progress=False)
+    assert result.counts == {version: 300}
+    assert result.errors == 0
+
+
+def test_no_failed_request_during_shifts_under_load(mesh: LocalCluster) -> None:
+    mesh.shift(0)
+    with traffic.LoadGenerator(score_url(mesh), concurrency=4, max_seconds=60) as load:
+        for w in (10, 50, 100, 0, 37):
+            time.sleep(0.4)
+            mesh.shift(w)
+        time.sleep(0.4)
+    summary = load.summary()
+    assert summary.total > 100
+    assert summary.errors == 0, summary.error_kinds
+    assert set(summary.counts) == {"v1", "v2"}
+
+
+def test_shift_returns_only_when_gateway_serves_new_weights(mesh: LocalCluster) -> None:
+    mesh.shift(0)
+    mesh.shift(100)
+    # the very first requests after shift returns must all see the new weights
+    result = traffic.probe(score_url(mesh), 50, concurrency=1, show_progress=False)
+    assert result.counts == {"v2": 50}
+
+
+def test_killed_pod_process_comes_back(mesh: LocalCluster) -> None:
+    mesh.shift(50)
+    pods = {p["deployment"]: p for p in mesh.status().extra["pods"]}
+    victim = pods["scoring-canary"]
+    os.kill(victim["pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 90
+    while True:
+        now = {p["name"]: p for p in mesh.status().extra["pods"]}
+        back = now.get(victim["name"])
+        if back and back["ready"] and back["pid"] != victim["pid"]:
+            break
+        assert time.monotonic() < deadline, f"pod {victim['name']} did not come back: {back}"
+        time.sleep(0.2)
+    assert back["restarts"] >= victim["restarts"] + 1
+    result = traffic.probe(score_url(mesh), 400, show_progress=False)
+    assert result.errors == 0
+    assert analysis.check_split(result.counts, mesh.status().weights(), alpha=ALPHA).passed
+
+
+def test_rollback_restores_previous_revision_weights(mesh: LocalCluster) -> None:
+    mesh.shift(10)
+    second = mesh.shift(50)
+    back = mesh.rollback()
+    assert back.revision == second.revision + 1
+    assert mesh.status().weights() == {"v1": 90, "v2": 10}
+    history = mesh.history()
+    assert history[-1].description == f"rollback to {second.revision - 1}"
+    assert [h.status for h in history].count("deployed") == 1
+    result = traffic.probe(score_url(mesh), 600, show_progress=False)
+    assert analysis.check_split(result.counts, {"v1": 90, "v2": 10}, alpha=ALPHA).passed

@@ -1,0 +1,313 @@
+"""The ``workbook`` command line (kept stable: checks, notebooks and the pipeline rely on it)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from workbook import chart
+from workbook.cluster import Cluster, connect
+from workbook.errors import ConfigError, WorkbookError
+from workbook.settings import STAGE_PLAN, Settings, validate_weight
+
+DEFAULT_REQUESTS = 1000  # per stage, as workbook.rollout.DEFAULT_REQUESTS
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    over: dict[str, Any] = {"target": args.target}
+    if args.state_dir:
+        over["state_dir"] = Path(args.state_dir).resolve()
+    return Settings.from_env(**over)
+
+
+def _cluster(args: argparse.Namespace) -> Cluster:
+    return connect(_settings(args))
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _release_line(rel: Any) -> str:
+    return f"revision {rel.revision} {rel.status}: {rel.description}"
+
+
+def cmd_up(args: argparse.Namespace) -> None:
+    cluster = _cluster(args)
+    overrides = chart.parse_sets(args.set or [])
+    if cluster.settings.target == "local":
+        rel = cluster.up(overrides, gateway_port=args.port)  # type: ignore[call-arg]
+    else:
+        rel = cluster.up(overrides)
+    print(_release_line(rel))
+    _print_status(cluster, as_json=False)
+
+
+def cmd_upgrade(args: argparse.Namespace) -> None:
+    cluster = _cluster(args)
+    rel = cluster.upgrade(chart.parse_sets(args.set or []))  # type: ignore[attr-defined]
+    print(_release_line(rel))
+
+
+def cmd_shift(args: argparse.Namespace) -> None:
+    weight = validate_weight(args.weight, "shift", "WEIGHT")
+    cluster = _cluster(args)
+    rel = cluster.shift(weight)
+    print(_release_line(rel))
+
+
+def cmd_probe(args: argparse.Namespace) -> None:
+    from workbook import traffic
+
+    headers = dict(traffic.parse_header(h) for h in args.header or [])
+    if args.n < 1:
+        raise ConfigError("probe", "-n", f"must be at least 1, got {args.n}")
+    if args.c < 1:
+        raise ConfigError("probe", "-c", f"must be at least 1, got {args.c}")
+    status = _cluster(args).status()
+    result = traffic.probe(
+        status.gateway_url + "/score",
+        args.n,
+        concurrency=args.c,
+        headers=headers,
+        show_progress=None if not args.json else False,
+    )
+    if args.json:
+        _print_json(result.to_dict())
+        return
+    print(f"{result.total} requests, {result.errors} errors, {result.rps:.0f} req/s")
+    for version, count in sorted(result.counts.items()):
+        print(f"  {version}: {count} ({100 * count / max(result.total, 1):.1f}%)")
+    lat = result.latency_ms
+    print(f"  latency p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms")
+
+
+def _print_status(cluster: Cluster, as_json: bool) -> None:
+    st = cluster.status()
+    if as_json:
+        _print_json(st.to_dict())
+        return
+    print(
+        f"target {st.target}  namespace {st.namespace}  release {st.release}  "
+        f"revision {st.revision}"
+    )
+    print(f"gateway {st.gateway_url}")
+    print(f"  {'TRACK':8} {'VERSION':8} {'WEIGHT':>6} {'READY':>7}  IMAGE")
+    for v in st.versions:
+        print(f"  {v.track:8} {v.version:8} {v.weight:>5}% {v.ready:>3}/{v.replicas:<3}  {v.image}")
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    _print_status(_cluster(args), args.json)
+
+
+def load_objects(path: str) -> list[dict[str, Any]]:
+    """Istio objects from a YAML file (``-`` for stdin); a syntax error names file and line."""
+    text = sys.stdin.read() if path == "-" else _read(path)
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
+        problem = getattr(e, "problem", None) or str(e)
+        raise ConfigError(path, where, f"is not valid YAML: {problem}") from None
+    for i, d in enumerate(docs):
+        if not isinstance(d, dict):
+            raise ConfigError(path, f"document {i}", "must be a mapping (a Kubernetes object)")
+    return docs
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(path, "", f"cannot be read: {e.strerror}") from None
+
+
+def cmd_apply(args: argparse.Namespace) -> None:
+    for line in _cluster(args).apply(load_objects(args.file)):
+        print(line)
+
+
+def cmd_get(args: argparse.Namespace) -> None:
+    objs = _cluster(args).get(args.kind, args.name)
+    if args.output == "json":
+        _print_json(objs if args.name is None else objs[0])
+    else:
+        print(yaml.safe_dump_all(objs, sort_keys=False), end="")
+
+
+def cmd_rollback(args: argparse.Namespace) -> None:
+    print(_release_line(_cluster(args).rollback(args.revision)))
+
+
+def cmd_promote(args: argparse.Namespace) -> None:
+    print(_release_line(_cluster(args).promote()))
+
+
+def cmd_history(args: argparse.Namespace) -> None:
+    hist = _cluster(args).history()
+    if args.json:
+        _print_json([h.summary() for h in hist])
+        return
+    for h in hist:
+        w = h.values.get("canary", {}).get("weight", 0)
+        print(f"{h.revision:>4}  {h.status:10}  canary {w:>3}%  {h.updated}  {h.description}")
+
+
+def cmd_down(args: argparse.Namespace) -> None:
+    _cluster(args).down()
+    print("mesh stopped")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """The local canary walkthrough: up, walk the stages with probes, promote, down."""
+    from workbook import rollout
+
+    cluster = _cluster(args)
+    if cluster.settings.target == "local" and cluster.running():  # type: ignore[attr-defined]
+        cluster.down()
+    print("deploying stable v1 and canary v2 (canary weight 0) ...")
+    cluster.up({})
+    _print_status(cluster, as_json=False)
+    print(
+        f"\nwalking the canary through 0 → {' → '.join(map(str, STAGE_PLAN))} "
+        f"with {args.n} requests per stage"
+    )
+    results = rollout.walk(
+        cluster, (0, *STAGE_PLAN), args.n, on_stage=lambda r: print(r.line()), show_progress=False
+    )
+    if all(r.passed for r in results) and len(results) == len(STAGE_PLAN) + 1:
+        print("\nevery stage fits its weights: promoting the canary")
+        print(_release_line(cluster.promote()))
+    else:
+        print("\na stage failed: rolling back")
+        print(_release_line(cluster.rollback(None)))
+    _print_status(cluster, as_json=False)
+    if not args.keep:
+        cluster.down()
+        print("mesh stopped (use --keep to leave it running)")
+
+
+def _param(text: str) -> tuple[str, Any]:
+    name, sep, raw = text.partition("=")
+    if not sep or not name.isidentifier():
+        raise ConfigError("-p", text, "must be NAME=VALUE with NAME a notebook parameter")
+    return name, yaml.safe_load(raw) if raw else ""
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from workbook import notebooks
+
+    params = dict(_param(p) for p in args.param or [])
+    params.setdefault("target", _settings(args).target)
+    run_dir = Path(args.run_dir or Path("runs") / notebooks.new_run_id())
+    out = notebooks.run_notebook(args.notebook, params, run_dir=run_dir)
+    print(f"executed {out}")
+
+
+def cmd_walkthrough(args: argparse.Namespace) -> None:
+    from workbook import notebooks
+
+    run_dir = Path(args.run_dir or Path("runs") / notebooks.new_run_id())
+    outputs = notebooks.walkthrough(run_dir, target=_settings(args).target, requests=args.n)
+    print(f"\nexecuted notebooks ({len(outputs)}) and figures are under {run_dir}/:")
+    for out in outputs:
+        figures = sorted(p.name for p in out.parent.glob("*.png"))
+        print(
+            f"  {out.relative_to(run_dir)}"
+            + (f"  figures: {', '.join(figures)}" if figures else "")
+        )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="workbook", description=__doc__)
+    p.add_argument("--target", choices=["local", "k8s"], default=None, help="default: local")
+    p.add_argument("--state-dir", default=None, help="local mesh state (default .workbook/)")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("up", help="deploy stable + canary (a new release revision)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="chart value override")
+    s.add_argument("--port", type=int, default=None, help="local gateway port (default: free)")
+    s.set_defaults(func=cmd_up)
+
+    s = sub.add_parser("upgrade", help="a new revision with changed chart values")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", required=True)
+    s.set_defaults(func=cmd_upgrade)
+
+    s = sub.add_parser("shift", help="set the canary weight 0..100; returns when served")
+    s.add_argument("weight")
+    s.set_defaults(func=cmd_shift)
+
+    s = sub.add_parser("probe", help="send requests through the gateway")
+    s.add_argument("-n", type=int, default=100)
+    s.add_argument("-c", type=int, default=8)
+    s.add_argument("-H", "--header", action="append", metavar="'NAME: VALUE'")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_probe)
+
+    s = sub.add_parser("status", help="gateway URL, revision, versions")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_status)
+
+    s = sub.add_parser("apply", help="apply Istio networking objects to the running mesh")
+    s.add_argument("-f", "--file", required=True)
+    s.set_defaults(func=cmd_apply)
+
+    s = sub.add_parser("get", help="live objects of a kind")
+    s.add_argument("kind")
+    s.add_argument("name", nargs="?")
+    s.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
+    s.set_defaults(func=cmd_get)
+
+    s = sub.add_parser("rollback", help="return to a revision (default: the previous one)")
+    s.add_argument("revision", nargs="?", type=int)
+    s.set_defaults(func=cmd_rollback)
+
+    s = sub.add_parser("promote", help="the canary becomes stable; canary weight back to 0")
+    s.set_defaults(func=cmd_promote)
+
+    s = sub.add_parser("history", help="release revisions")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_history)
+
+    s = sub.add_parser("down", help="stop the local mesh (or uninstall the release)")
+    s.set_defaults(func=cmd_down)
+
+    s = sub.add_parser("run", help="execute one notebook with papermill")
+    s.add_argument("notebook")
+    s.add_argument("-p", "--param", action="append", metavar="NAME=VALUE")
+    s.add_argument("--run-dir", default=None, help="default runs/<run-id>")
+    s.set_defaults(func=cmd_run)
+
+    s = sub.add_parser("walkthrough", help="the whole canary through the six notebooks")
+    s.add_argument("-n", type=int, default=DEFAULT_REQUESTS, help="requests per stage")
+    s.add_argument("--run-dir", default=None, help="default runs/<run-id>")
+    s.set_defaults(func=cmd_walkthrough)
+
+    s = sub.add_parser("demo", help="the local canary walkthrough from the command line")
+    s.add_argument("-n", type=int, default=DEFAULT_REQUESTS)
+    s.add_argument("--keep", action="store_true", help="leave the mesh running at the end")
+    s.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        args.func(args)
+    except WorkbookError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

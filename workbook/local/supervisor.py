@@ -1,0 +1,461 @@
+"""The local control plane: one process per state directory that owns the pods and the gateway.
+
+It renders releases with the chart, reconciles Deployments into pod processes and Istio objects
+into Envoy configuration, keeps the release history, and serves the CLI over HTTP on 127.0.0.1.
+Every change is validated in full before anything is touched, so bad input leaves the mesh
+serving its previous configuration.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import fcntl
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from aiohttp import web
+
+from workbook import chart, envoy, istio
+from workbook.cluster import Release
+from workbook.errors import ConfigError, MeshError, WorkbookError
+from workbook.local.files import free_port, read_json, write_json
+from workbook.local.gateway import Gateway
+from workbook.local.pods import PodManager, pod_spec
+from workbook.local.releases import ReleaseStore
+from workbook.registry import LocalImageStore
+from workbook.settings import Settings, validate_weight
+
+log = logging.getLogger("workbook.supervisor")
+
+ISTIO_KINDS = ("Gateway", "VirtualService", "DestinationRule")
+
+
+def mesh_dir(settings: Settings) -> Path:
+    return settings.state_dir / "mesh"
+
+
+def info_path(settings: Settings) -> Path:
+    return mesh_dir(settings) / "supervisor.json"
+
+
+def key(obj: dict[str, Any]) -> tuple[str, str]:
+    return obj.get("kind", ""), obj.get("metadata", {}).get("name", "")
+
+
+def overlay(base: list[dict[str, Any]], applied: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Objects applied by hand replace the release's objects of the same kind and name (pure)."""
+    by_key = {key(o): o for o in applied}
+    out = [by_key.pop(key(o), o) for o in base]
+    return out + list(by_key.values())
+
+
+def default_route_weights(objects: list[dict[str, Any]]) -> dict[str, int]:
+    """Subset → weight on each VirtualService's catch-all route (the one without a match)."""
+    out: dict[str, int] = {}
+    for vs in (o for o in objects if o.get("kind") == "VirtualService"):
+        http = vs.get("spec", {}).get("http", [])
+        catch_all = [h for h in http if not h.get("match")]
+        if not catch_all:
+            continue
+        for dest in catch_all[0].get("route", []):
+            subset = dest.get("destination", {}).get("subset", "")
+            weight = dest.get("weight", 100 if len(catch_all[0]["route"]) == 1 else 0)
+            out[subset] = out.get(subset, 0) + int(weight)
+    return out
+
+
+def subset_of(labels: dict[str, str], objects: list[dict[str, Any]]) -> str:
+    """The DestinationRule subset whose labels select a pod with these labels."""
+    for dr in (o for o in objects if o.get("kind") == "DestinationRule"):
+        for s in dr.get("spec", {}).get("subsets", []):
+            if all(labels.get(k) == v for k, v in (s.get("labels") or {}).items()):
+                return str(s["name"])
+    return ""
+
+
+class Supervisor:
+    """Owns the pods and the gateway of one state directory; every method is one CLI verb."""
+
+    def __init__(self, settings: Settings, gateway_port: int, admin_port: int) -> None:
+        self.settings = settings
+        root = mesh_dir(settings)
+        self.releases = ReleaseStore(root / "releases")
+        self.applied_path = root / "applied.json"
+        self.pods = PodManager(root / "pods", LocalImageStore(settings.state_dir), self._changed)
+        self.gateway = Gateway(root / "envoy", gateway_port, admin_port)
+        self.objects: list[dict[str, Any]] = []
+        self.lock = asyncio.Lock()
+        self.stopping = asyncio.Event()
+        self._resync_task: asyncio.Task[None] | None = None
+
+    # ---- reconcile ---------------------------------------------------------------------------
+
+    def _translate(self, objects: list[dict[str, Any]], endpoints: list[envoy.Endpoint]) -> Any:
+        return envoy.translate(objects, endpoints, namespace=self.settings.namespace)
+
+    def _prospective_endpoints(self, objects: list[dict[str, Any]]) -> list[envoy.Endpoint]:
+        """Endpoints the Deployments would create, for validating a translation up front."""
+        out = []
+        for d in (o for o in objects if o.get("kind") == "Deployment"):
+            spec, _ = pod_spec(d)
+            out.append(
+                envoy.Endpoint(
+                    name=spec.deployment,
+                    labels=spec.labels,
+                    address="127.0.0.1",
+                    ports={spec.container_port: 1},
+                )
+            )
+        return out
+
+    async def _changed(self) -> None:
+        """A pod became ready or went away: resync the gateway once the current change is done."""
+        if self._resync_task is None or self._resync_task.done():
+            self._resync_task = asyncio.create_task(self._resync())
+
+    async def _resync(self) -> None:
+        async with self.lock:
+            if self.objects:
+                with_errors = self._translate(self.objects, self.pods.endpoints())
+                try:
+                    await self.gateway.push(with_errors)
+                except WorkbookError as e:
+                    log.error("resync failed: %s", e)
+
+    async def release(self, values: dict[str, Any], description: str) -> Release:
+        """Render, validate, start pods, switch the gateway, stop old pods: one new revision."""
+        async with self.lock:
+            docs = chart.render(
+                values, release=self.settings.release, namespace=self.settings.namespace
+            )
+            manifest = yaml.safe_dump_all(docs, sort_keys=False)
+            deployments = [d for d in docs if d.get("kind") == "Deployment"]
+            istio.validate([d for d in docs if d.get("kind") in ISTIO_KINDS])
+            self._translate(docs, self._prospective_endpoints(docs))
+            self.pods.check_images(deployments)
+            try:
+                started = await self.pods.scale_up(deployments)
+            except WorkbookError as e:
+                self.releases.record(values, manifest, f"{description} (failed: {e})", "failed")
+                raise
+            surplus = self.pods.surplus(deployments)
+            keep = [p.endpoint() for p in self.pods.pods.values() if p.ready and p not in surplus]
+            try:
+                await self.gateway.push(self._translate(docs, keep))
+            except WorkbookError as e:
+                await self.pods.stop(started)
+                self.releases.record(values, manifest, f"{description} (failed: {e})", "failed")
+                raise
+            self.objects = docs
+            write_json(self.applied_path, [])
+            await self.pods.stop(surplus)
+            return self.releases.record(values, manifest, description, "deployed")
+
+    def current(self) -> Release:
+        rel = self.releases.deployed()
+        if rel is None:
+            raise MeshError("nothing is deployed yet; run `workbook up` first")
+        return rel
+
+    async def shift(self, weight: Any) -> Release:
+        w = validate_weight(weight)
+        values = copy.deepcopy(self.current().values)
+        canary = values.setdefault("canary", {})
+        if canary.get("enabled", True) is False:
+            raise ConfigError(
+                "canary",
+                "enabled",
+                "is false: no canary is deployed; deploy one with "
+                "`workbook upgrade --set canary.enabled=true --set canary.image.tag=...`",
+            )
+        canary["weight"] = w
+        return await self.release(values, f"shift canary to {w}%")
+
+    async def upgrade(self, overrides: dict[str, Any], description: str = "upgrade") -> Release:
+        base = self.releases.deployed()
+        values = chart.merge_values(base.values if base else {}, overrides)
+        return await self.release(values, description)
+
+    async def rollback(self, revision: int | None) -> Release:
+        current = self.current()
+        if revision is None:
+            earlier = [
+                r
+                for r in self.releases.history()
+                if r.revision < current.revision and r.status != "failed"
+            ]
+            if not earlier:
+                raise ConfigError(
+                    "rollback", "revision", "there is no earlier revision to return to"
+                )
+            target = earlier[-1]
+        else:
+            target = self.releases.get(revision)
+        return await self.release(copy.deepcopy(target.values), f"rollback to {target.revision}")
+
+    async def promote(self) -> Release:
+        values = copy.deepcopy(self.current().values)
+        canary = chart.merge_values(
+            chart.default_values().get("canary", {}), values.get("canary", {})
+        )
+        if canary.get("enabled", True) is False:
+            raise ConfigError("canary", "enabled", "is false: there is no canary to promote")
+        stable = values.setdefault("stable", {})
+        stable["image"] = copy.deepcopy(canary["image"])
+        stable["version"] = canary["version"]
+        values["canary"] = {**values.get("canary", {}), "enabled": False, "weight": 0}
+        return await self.release(values, f"promote {canary['version']} to stable")
+
+    async def apply(self, objects: list[dict[str, Any]]) -> list[str]:
+        """Apply Istio objects over the release's own until the next release (kubectl apply)."""
+        async with self.lock:
+            if not self.objects:
+                raise MeshError("nothing is deployed yet; run `workbook up` first")
+            for i, o in enumerate(objects):
+                if not isinstance(o, dict) or o.get("kind") not in ISTIO_KINDS:
+                    kind = o.get("kind") if isinstance(o, dict) else type(o).__name__
+                    raise ConfigError(
+                        f"document {i}", "kind", f"must be one of {list(ISTIO_KINDS)}, got {kind!r}"
+                    )
+                o.setdefault("metadata", {}).setdefault("namespace", self.settings.namespace)
+            applied = overlay(read_json(self.applied_path, []), objects)
+            candidate = overlay(self.objects, applied)
+            istio.validate([o for o in candidate if o.get("kind") in ISTIO_KINDS])
+            await self.gateway.push(self._translate(candidate, self.pods.endpoints()))
+            self.objects = candidate
+            write_json(self.applied_path, applied)
+            return [f"{istio.ref(o)} configured" for o in objects]
+
+    # ---- read ----------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        rel = self.releases.deployed()
+        weights = default_route_weights(self.objects)
+        versions = []
+        for d in (o for o in self.objects if o.get("kind") == "Deployment"):
+            spec, replicas = pod_spec(d)
+            pods = [p for p in self.pods.pods.values() if p.spec.deployment == spec.deployment]
+            versions.append(
+                {
+                    "track": spec.labels.get("track", spec.deployment),
+                    "version": spec.labels.get("version", ""),
+                    "image": spec.image,
+                    "replicas": replicas,
+                    "ready": sum(1 for p in pods if p.ready and not p.stopping),
+                    "weight": weights.get(subset_of(spec.labels, self.objects), 0),
+                }
+            )
+        return {
+            "target": "local",
+            "namespace": self.settings.namespace,
+            "release": self.settings.release,
+            "revision": rel.revision if rel else 0,
+            "gateway_url": self.gateway.url,
+            "versions": versions,
+            "extra": {
+                "admin_url": self.gateway.admin_url,
+                "gateway_pid": self.gateway.proc.pid if self.gateway.proc else None,
+                "gateway_restarts": self.gateway.restarts,
+                "pods": [p.summary() for p in self.pods.pods.values()],
+                "supervisor_pid": os.getpid(),
+            },
+        }
+
+    def get(self, kind: str, name: str | None) -> list[dict[str, Any]]:
+        wanted = kind.lower().rstrip("s")
+        aliases = {
+            "vs": "virtualservice",
+            "dr": "destinationrule",
+            "gw": "gateway",
+            "deploy": "deployment",
+            "svc": "service",
+        }
+        wanted = aliases.get(wanted, wanted)
+        out = [
+            o
+            for o in self.objects
+            if o.get("kind", "").lower() == wanted and (name is None or key(o)[1] == name)
+        ]
+        if name is not None and not out:
+            raise ConfigError(kind, name, "not found in the live objects")
+        return out
+
+    async def gateway_stats(self) -> dict[str, Any]:
+        """Per Envoy cluster (= per version subset) request counters from the gateway."""
+        return envoy.admin_stats_by_cluster(await self.gateway.stats())
+
+    # ---- lifecycle -----------------------------------------------------------------------------
+
+    async def watch_gateway(self) -> None:
+        """Restart Envoy with back-off if it dies; it reloads the xDS files on start."""
+        delay = 0.5
+        while not self.stopping.is_set():
+            await asyncio.sleep(0.5)
+            if self.gateway.proc is not None and self.gateway.proc.returncode is not None:
+                log.warning("gateway exited with %s; restarting", self.gateway.proc.returncode)
+                await asyncio.sleep(delay)
+                try:
+                    await self.gateway.start()
+                    self.gateway.restarts += 1
+                    delay = 0.5
+                except WorkbookError as e:
+                    log.error("gateway restart failed: %s", e)
+                    delay = min(delay * 2, 10)
+
+    async def shutdown(self) -> None:
+        await self.pods.stop_all()
+        await self.gateway.stop()
+
+
+def routes(sup: Supervisor) -> web.RouteTableDef:
+    r = web.RouteTableDef()
+
+    async def body(request: web.Request) -> dict[str, Any]:
+        return dict(await request.json()) if request.can_read_body else {}
+
+    def ok(data: Any) -> web.Response:
+        return web.json_response(data)
+
+    @r.get("/healthz")
+    async def healthz(_: web.Request) -> web.Response:
+        return ok({"ok": True, "pid": os.getpid()})
+
+    @r.get("/status")
+    async def status(_: web.Request) -> web.Response:
+        return ok(sup.status())
+
+    @r.post("/release")
+    async def release(request: web.Request) -> web.Response:
+        b = await body(request)
+        rel = await sup.upgrade(b.get("values", {}), b.get("description", "upgrade"))
+        return ok(rel.summary())
+
+    @r.post("/shift")
+    async def shift(request: web.Request) -> web.Response:
+        return ok((await sup.shift((await body(request)).get("weight"))).summary())
+
+    @r.post("/rollback")
+    async def rollback(request: web.Request) -> web.Response:
+        return ok((await sup.rollback((await body(request)).get("revision"))).summary())
+
+    @r.post("/promote")
+    async def promote(_: web.Request) -> web.Response:
+        return ok((await sup.promote()).summary())
+
+    @r.post("/apply")
+    async def apply(request: web.Request) -> web.Response:
+        return ok({"applied": await sup.apply((await body(request)).get("objects", []))})
+
+    @r.get("/objects")
+    async def objects(request: web.Request) -> web.Response:
+        return ok(sup.get(request.query.get("kind", ""), request.query.get("name")))
+
+    @r.get("/history")
+    async def history(_: web.Request) -> web.Response:
+        return ok([h.summary() for h in sup.releases.history()])
+
+    @r.get("/release/{revision}")
+    async def manifest(request: web.Request) -> web.Response:
+        return ok(sup.releases.get(int(request.match_info["revision"])).__dict__)
+
+    @r.get("/stats")
+    async def stats(_: web.Request) -> web.Response:
+        return ok(await sup.gateway_stats())
+
+    @r.get("/routes")
+    async def served(_: web.Request) -> web.Response:
+        return ok(await sup.gateway.served_routes())
+
+    @r.post("/down")
+    async def down(_: web.Request) -> web.Response:
+        sup.stopping.set()
+        return ok({"stopping": True})
+
+    return r
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except WorkbookError as e:
+        return web.json_response(
+            {"error": str(e), "type": type(e).__name__, "exit_code": e.exit_code}, status=400
+        )
+    except json.JSONDecodeError as e:
+        return web.json_response({"error": f"request body: {e}", "type": "ConfigError"}, status=400)
+
+
+async def serve(settings: Settings, gateway_port: int, admin_port: int) -> None:
+    root = mesh_dir(settings)
+    sup = Supervisor(settings, gateway_port, admin_port)
+    await sup.gateway.start()
+    app = web.Application(middlewares=[errors_as_json])
+    app.add_routes(routes(sup))
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    api_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", api_port).start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, sup.stopping.set)
+    watcher = asyncio.create_task(sup.watch_gateway())
+    write_json(
+        info_path(settings),
+        {
+            "pid": os.getpid(),
+            "api": f"http://127.0.0.1:{api_port}",
+            "gateway_url": sup.gateway.url,
+            "admin_url": sup.gateway.admin_url,
+            "started": time.time(),
+        },
+    )
+    log.info("serving api on 127.0.0.1:%s, gateway %s", api_port, sup.gateway.url)
+    try:
+        await sup.stopping.wait()
+    finally:
+        watcher.cancel()
+        info_path(settings).unlink(missing_ok=True)
+        await runner.cleanup()
+        await sup.shutdown()
+        log.info("stopped; state kept in %s", root)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="workbook-supervisor")
+    p.add_argument("--settings-json", required=True)
+    p.add_argument("--gateway-port", type=int, default=0)
+    p.add_argument("--admin-port", type=int, default=0)
+    args = p.parse_args(argv)
+    raw = json.loads(args.settings_json)
+    raw["stages"] = tuple(raw.get("stages", ()))
+    raw["state_dir"], raw["chart_dir"] = Path(raw["state_dir"]), Path(raw["chart_dir"])
+    settings = Settings(**raw)
+    root = mesh_dir(settings)
+    root.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    lock = open(root / "supervisor.lock", "w")  # noqa: SIM115 - held for the process lifetime
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"a supervisor already runs for {settings.state_dir}", file=sys.stderr)
+        return 3
+    asyncio.run(serve(settings, args.gateway_port or free_port(), args.admin_port or free_port()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

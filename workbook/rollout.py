@@ -1,0 +1,225 @@
+"""One canary stage: shift the weight, send traffic through the gateway, test the observed split."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbook import analysis, kiali, traffic
+from workbook.cluster import Cluster, Release
+from workbook.errors import ConfigError, WorkbookError
+from workbook.local.files import read_json, write_json
+from workbook.settings import HEADER_NAME, STAGE_PLAN, Settings, validate_weight
+
+DEFAULT_REQUESTS = 1000
+
+
+@dataclass
+class StageResult:
+    """What one stage configured and what traffic really did."""
+
+    canary_weight: int
+    revision: int
+    weights: dict[str, int]
+    probe: dict[str, Any]
+    split: dict[str, Any]
+    passed: bool
+    gateway_url: str
+    started: float = field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def line(self) -> str:
+        """One human line: configured vs observed per version."""
+        shares = self.split.get("shares", {})
+        parts = [
+            f"{v}: configured {w:3d}%  observed {100 * shares.get(v, 0.0):5.1f}%"
+            for v, w in sorted(self.weights.items())
+        ]
+        verdict = "fits" if self.passed else "DOES NOT FIT"
+        return (
+            f"canary {self.canary_weight:3d}% | "
+            + " | ".join(parts)
+            + f" | n={self.probe['total']} errors={self.probe['errors']}"
+            + f" p={self.split.get('p_value', float('nan')):.3g} → {verdict}"
+        )
+
+
+def measure(
+    cluster: Cluster,
+    n: int = DEFAULT_REQUESTS,
+    *,
+    concurrency: int = 8,
+    alpha: float = 0.01,
+    headers: dict[str, str] | None = None,
+    show_progress: bool | None = None,
+) -> tuple[traffic.ProbeResult, analysis.SplitCheck, Any]:
+    """Probe the gateway as it is configured now and test the split against the weights."""
+    status = cluster.status()
+    result = traffic.probe(
+        status.gateway_url + "/score",
+        n,
+        concurrency=concurrency,
+        headers=headers,
+        show_progress=show_progress,
+    )
+    check = analysis.check_split(result.counts, status.weights(), alpha=alpha)
+    return result, check, status
+
+
+def run_stage(
+    cluster: Cluster,
+    canary_weight: int,
+    n: int = DEFAULT_REQUESTS,
+    *,
+    concurrency: int = 8,
+    alpha: float = 0.01,
+    show_progress: bool | None = None,
+) -> StageResult:
+    """Shift to ``canary_weight`` (returns once the gateway serves it), probe, test the split."""
+    release = cluster.shift(canary_weight)
+    result, check, status = measure(
+        cluster, n, concurrency=concurrency, alpha=alpha, show_progress=show_progress
+    )
+    return StageResult(
+        canary_weight=canary_weight,
+        revision=release.revision,
+        weights=status.weights(),
+        probe=result.to_dict(),
+        split=check.to_dict(),
+        passed=check.passed and result.errors == 0,
+        gateway_url=status.gateway_url,
+    )
+
+
+def walk(
+    cluster: Cluster,
+    stages: Iterable[int] = (0, *STAGE_PLAN),
+    n: int = DEFAULT_REQUESTS,
+    *,
+    on_stage: Callable[[StageResult], None] | None = None,
+    show_progress: bool | None = None,
+) -> list[StageResult]:
+    """Run the stages in order; stop at the first stage whose split or errors fail."""
+    results = []
+    for w in stages:
+        res = run_stage(cluster, w, n, show_progress=show_progress)
+        results.append(res)
+        if on_stage:
+            on_stage(res)
+        if not res.passed:
+            break
+    return results
+
+
+class StageFailed(WorkbookError):
+    """A stage's observed split or health did not pass: the pipeline rolls back."""
+
+
+def deploy(cluster: Cluster, canary_weight: int = 0) -> Release:
+    """Install (or upgrade) stable + canary at an initial canary weight; returns when ready."""
+    overrides = {"canary": {"enabled": True, "weight": validate_weight(canary_weight)}}
+    running = getattr(cluster, "running", None)
+    if running is not None and running():
+        return cluster.upgrade(overrides, f"deploy canary at {canary_weight}%")  # type: ignore[attr-defined]
+    return cluster.up(overrides)
+
+
+def stage_log(settings: Settings) -> Path:
+    return settings.state_dir / "stages.json"
+
+
+def append_stage(settings: Settings, stage: StageResult) -> list[dict[str, Any]]:
+    """Keep the stage in the rollout's log (a new deploy starts a new log); return all so far."""
+    stages = list(read_json(stage_log(settings), []))
+    stages.append(stage.to_dict())
+    write_json(stage_log(settings), stages)
+    return stages
+
+
+def reset_stages(settings: Settings) -> None:
+    write_json(stage_log(settings), [])
+
+
+def stages_so_far(settings: Settings) -> list[dict[str, Any]]:
+    return list(read_json(stage_log(settings), []))
+
+
+def require_pass(stage: StageResult) -> None:
+    """Raise StageFailed (a failed notebook, a failed pipeline stage) unless the stage passed."""
+    if not stage.passed:
+        raise StageFailed(
+            f"stage canary {stage.canary_weight}% failed: {stage.split.get('reason', '')}; "
+            f"errors {stage.probe.get('errors', 0)} of {stage.probe.get('total', 0)}"
+        )
+
+
+def header_routing(
+    cluster: Cluster, n: int = 200, header: str = HEADER_NAME
+) -> dict[str, dict[str, Any]]:
+    """Send ``n`` requests pinned to each track, and ``n`` unpinned: where did each land?"""
+    status = cluster.status()
+    url = status.gateway_url + "/score"
+    by_track = {v.track: v.version for v in status.versions}
+    out: dict[str, dict[str, Any]] = {}
+    for track, version in sorted(by_track.items()):
+        res = traffic.probe(url, n, headers={header: track}, show_progress=False)
+        out[track] = {
+            "expected": version,
+            "counts": res.counts,
+            "errors": res.errors,
+            "all_landed": res.counts == {version: n} and res.errors == 0,
+        }
+    res = traffic.probe(url, n, show_progress=False)
+    check = analysis.check_split(res.counts, status.weights(), alpha=0.001)
+    out["unpinned"] = {
+        "weights": status.weights(),
+        "counts": res.counts,
+        "errors": res.errors,
+        "split_fits": check.passed,
+        "p_value": check.p_value,
+    }
+    return out
+
+
+def last_zero_weight_revision(history: list[Release], current: int) -> int | None:
+    """The latest earlier revision in which the canary took no traffic (pure)."""
+    for rel in reversed(history):
+        weight = int(rel.values.get("canary", {}).get("weight", 0))
+        if rel.revision < current and rel.status != "failed" and weight == 0:
+            return rel.revision
+    return None
+
+
+def decide(cluster: Cluster, decision: str) -> Release:
+    """``promote``: the canary becomes stable. ``rollback``: back to the last revision in which
+    the canary took no traffic (the deploy revision of this rollout), so stable serves 100%."""
+    if decision == "promote":
+        return cluster.promote()
+    if decision != "rollback":
+        raise ConfigError(
+            "decision", "decision", f"must be 'promote' or 'rollback', got {decision!r}"
+        )
+    history = cluster.history()
+    current = max((r.revision for r in history if r.status == "deployed"), default=0)
+    target = last_zero_weight_revision(history, current)
+    if target is None:
+        return cluster.shift(0)
+    return cluster.rollback(target)
+
+
+def kiali_links(settings: Settings, cluster: Cluster) -> kiali.KialiLinks:
+    """Kiali console links for the release's namespace, app, workloads and Istio objects."""
+    workloads = [d["metadata"]["name"] for d in cluster.get("Deployment")]
+    istio_objects = [
+        f"{kind}/{o['metadata']['name']}"
+        for kind in ("Gateway", "VirtualService", "DestinationRule")
+        for o in cluster.get(kind)
+    ]
+    return kiali.links(
+        settings.kiali_url, settings.namespace, settings.app, workloads, istio_objects
+    )
