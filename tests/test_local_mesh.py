@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from workbook import analysis, traffic
+from workbook import analysis, envoy, rollout, traffic
 from workbook.local.client import LocalCluster
 
 pytestmark = pytest.mark.integration
@@ -104,3 +104,29 @@ def test_rollback_restores_previous_revision_weights(mesh: LocalCluster) -> None
     assert [h.status for h in history].count("deployed") == 1
     result = traffic.probe(score_url(mesh), 600, show_progress=False)
     assert analysis.check_split(result.counts, {"v1": 90, "v2": 10}, alpha=ALPHA).passed
+
+
+def test_gateway_counters_agree_with_the_probe(mesh: LocalCluster) -> None:
+    stage = rollout.run_stage(mesh, 30, 500, show_progress=False)
+    by_subset = {
+        envoy.parse_cluster_name(name).subset: counters["upstream_rq_total"]
+        for name, counters in stage.gateway.items()
+    }
+    assert by_subset["stable"] == stage.probe["counts"].get("v1", 0)
+    assert by_subset["canary"] == stage.probe["counts"].get("v2", 0)
+    assert stage.versions == {"stable": "v1", "canary": "v2"}
+    assert stage.passed
+
+
+def test_apply_overrides_until_next_release(mesh: LocalCluster) -> None:
+    mesh.shift(0)
+    vs = mesh.get("VirtualService", "scoring")[0]
+    weighted = next(r for r in vs["spec"]["http"] if r["name"] == "weighted")
+    weighted["route"][0]["weight"], weighted["route"][1]["weight"] = 0, 100
+    assert mesh.apply([vs]) == ["VirtualService canary-demo/scoring configured"]
+    assert mesh.get("VirtualService", "scoring")[0]["spec"] == vs["spec"]
+    result = traffic.probe(score_url(mesh), 100, show_progress=False)
+    assert result.counts == {"v2": 100}
+    mesh.shift(0)  # the next release brings the chart's object back
+    result = traffic.probe(score_url(mesh), 100, show_progress=False)
+    assert result.counts == {"v1": 100}

@@ -69,7 +69,7 @@ print(f"target={settings.target} namespace={settings.namespace} model={settings.
 """),
     code(IGNORE + """
 registry = workspace.open_registry(settings)
-registry
+print(type(registry).__name__)
 """),
     md("""
 ## 1.3 Register the model versions
@@ -214,7 +214,7 @@ from IPython.display import Markdown
 
 from workbook import kiali, plots, rollout
 from workbook.cluster import connect
-from workbook.record import record
+from workbook.record import record, run_dir
 from workbook.settings import Settings
 """),
     params("""
@@ -239,21 +239,25 @@ Points are the observed shares with 95% Wilson intervals; dashed bars are the co
     code(IGNORE + """
 stages = rollout.append_stage(settings, stage)
 fig = plots.split_figure(stages, canary_version=settings.canary_version)
-plots.save(fig, f"split-{canary_weight:03d}.png")
+plots.save(fig, run_dir() / f"split-{canary_weight:03d}.png")
 fig
 """),
     code(IGNORE + """
 fig = plots.latency_figure(stages, canary_version=settings.canary_version)
-plots.save(fig, f"latency-{canary_weight:03d}.png")
+plots.save(fig, run_dir() / f"latency-{canary_weight:03d}.png")
 fig
 """),
     md("""
 ## 4.2 The mesh as the gateway saw it
-Drawn from the gateway's own per-version statistics, the way Kiali's versioned-app graph draws it.
+Drawn from the gateway's own per-version counters during this stage (the probe's requests), the
+way Kiali's versioned-app graph draws Istio's telemetry. The probe counted versions from the
+answers; the gateway counted them on its side: both must agree.
 """),
     code(IGNORE + """
-fig = plots.mesh_graph_figure(cluster.gateway_stats(), namespace=settings.namespace, app=settings.app)
-plots.save(fig, f"mesh-{canary_weight:03d}.png")
+fig = plots.mesh_graph_figure(
+    stage.gateway, namespace=settings.namespace, app=settings.app, versions=stage.versions
+)
+plots.save(fig, run_dir() / f"mesh-{canary_weight:03d}.png")
 fig
 """),
     code(IGNORE + """

@@ -70,6 +70,7 @@ def run_notebook(
             f"(executed copy: {out})"
         ) from None
     finally:
+        _relative_paths(out, src)
         if env_before is None:
             os.environ.pop("WORKBOOK_RUN_DIR", None)
         else:
@@ -130,3 +131,17 @@ def walkthrough(
         )
     )
     return outputs
+
+
+def _relative_paths(out: Path, src: Path) -> None:
+    """papermill records absolute input/output paths; keep the executed notebook machine-free."""
+    import nbformat
+
+    if not out.exists():
+        return
+    nb = nbformat.read(out, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    if meta:
+        meta["input_path"] = f"notebooks/{src.name}"
+        meta["output_path"] = out.name
+        nbformat.write(nb, out)

@@ -358,6 +358,8 @@ def edge_table(
             continue
         port, subset, fqdn = parsed
         requests = int(counters.get("upstream_rq_total", 0))
+        if not subset and not requests:
+            continue  # the subset-less cluster a host always has; shown only when routed to
         errors = int(counters.get("upstream_rq_5xx", 0)) + int(
             counters.get("upstream_cx_connect_fail", 0)
         )

@@ -28,6 +28,8 @@ class StageResult:
     split: dict[str, Any]
     passed: bool
     gateway_url: str
+    gateway: dict[str, dict[str, int]] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
@@ -82,9 +84,11 @@ def run_stage(
 ) -> StageResult:
     """Shift to ``canary_weight`` (returns once the gateway serves it), probe, test the split."""
     release = cluster.shift(canary_weight)
+    before = gateway_stats(cluster)
     result, check, status = measure(
         cluster, n, concurrency=concurrency, alpha=alpha, show_progress=show_progress
     )
+    after = gateway_stats(cluster)
     return StageResult(
         canary_weight=canary_weight,
         revision=release.revision,
@@ -93,7 +97,26 @@ def run_stage(
         split=check.to_dict(),
         passed=check.passed and result.errors == 0,
         gateway_url=status.gateway_url,
+        gateway=stats_delta(before, after),
+        versions={v.track: v.version for v in status.versions},
     )
+
+
+def gateway_stats(cluster: Cluster) -> dict[str, dict[str, int]]:
+    """Per-cluster counters from the gateway, where the target exposes them (local: Envoy)."""
+    read = getattr(cluster, "gateway_stats", None)
+    return dict(read()) if read is not None else {}
+
+
+def stats_delta(
+    before: dict[str, dict[str, int]], after: dict[str, dict[str, int]]
+) -> dict[str, dict[str, int]]:
+    """What happened between two reads of cumulative counters (pure)."""
+    out = {}
+    for name, counters in after.items():
+        prev = before.get(name, {})
+        out[name] = {k: int(v) - int(prev.get(k, 0)) for k, v in counters.items()}
+    return out
 
 
 def walk(
