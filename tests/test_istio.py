@@ -1,0 +1,478 @@
+"""Istio objects, pure: validation errors name object and field, weights read and set, hosts."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+
+from workbook import istio
+from workbook.errors import ConfigError, UnsupportedFieldError
+
+OBJECTS = """
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: scoring-gateway, namespace: canary-demo, labels: {app: scoring}}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*"]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: scoring, namespace: canary-demo}
+spec:
+  host: scoring.canary-demo.svc.cluster.local
+  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
+  subsets:
+  - {name: stable, labels: {version: v1}}
+  - {name: canary, labels: {version: v2}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: scoring, namespace: canary-demo}
+spec:
+  hosts: ["*"]
+  gateways: [scoring-gateway]
+  http:
+  - name: pin-canary
+    match:
+    - headers: {x-model-version: {exact: canary}}
+    route:
+    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: canary, port: {number: 80}}
+    timeout: 10s
+    retries: {attempts: 2, perTryTimeout: 5s, retryOn: "connect-failure,refused-stream,reset"}
+  - name: pin-stable
+    match:
+    - headers: {x-model-version: {exact: stable}}
+    route:
+    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: stable, port: {number: 80}}
+  - name: weighted
+    route:
+    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: stable, port: {number: 80}}
+      weight: 90
+    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: canary, port: {number: 80}}
+      weight: 10
+"""
+
+EVERYTHING = """
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: everything, namespace: canary-demo}
+spec:
+  hosts: [scoring.example.com, scoring]
+  gateways: [canary-demo/scoring-gateway, mesh]
+  http:
+  - name: all-features
+    match:
+    - name: first
+      uri: {prefix: /score}
+      headers: {x-a: {exact: "1"}, x-b: {prefix: b}, x-c: {regex: "c[0-9]+"}, x-d: {}}
+      queryParams: {q: {exact: "yes"}, r: {regex: "[a-z]+"}, s: {}}
+      method: {exact: POST}
+      ignoreUriCase: false
+    - uri: {exact: /exact}
+    - uri: {regex: "/re/[a-z]+"}
+    route:
+    - destination: {host: scoring, subset: stable}
+      weight: 50
+    - destination: {host: scoring, subset: canary}
+      weight: 50
+    mirror: {host: scoring, subset: canary, port: {number: 80}}
+    mirrorPercentage: {value: 12.5}
+    fault:
+      abort: {httpStatus: 503, percentage: {value: 0.5}}
+      delay: {fixedDelay: 1.5s, percentage: {value: 100}}
+    timeout: 1m
+    retries: {attempts: 3, perTryTimeout: 500ms, retryOn: "5xx,503,reset"}
+    headers:
+      request: {set: {x-set: a}, add: {x-add: b}, remove: [x-remove]}
+      response: {set: {X-Resp: c}, add: {x-resp-add: d}, remove: [server]}
+"""
+
+VS = "VirtualService canary-demo/scoring"
+DR = "DestinationRule canary-demo/scoring"
+GW = "Gateway canary-demo/scoring-gateway"
+
+
+def objects() -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(OBJECTS) if d]
+
+
+def by_kind(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    return next(o for o in objs if o["kind"] == kind)
+
+
+def vs_of(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    return by_kind(objs, "VirtualService")
+
+
+def http(objs: list[dict[str, Any]], i: int) -> dict[str, Any]:
+    return vs_of(objs)["spec"]["http"][i]
+
+
+def match0(objs: list[dict[str, Any]]) -> dict[str, Any]:
+    return http(objs, 0)["match"][0]
+
+
+Mutation = Callable[[list[dict[str, Any]]], Any]
+
+
+def _set(
+    getter: Callable[[list[dict[str, Any]]], dict[str, Any]], key: str, value: Any
+) -> Mutation:
+    return lambda objs: getter(objs).__setitem__(key, value)
+
+
+def _del(getter: Callable[[list[dict[str, Any]]], dict[str, Any]], key: str) -> Mutation:
+    return lambda objs: getter(objs).pop(key)
+
+
+def dest(i: int, k: int) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    return lambda objs: http(objs, i)["route"][k]
+
+
+def spec(kind: str) -> Callable[[list[dict[str, Any]]], dict[str, Any]]:
+    return lambda objs: by_kind(objs, kind)["spec"]
+
+
+def subsets(objs: list[dict[str, Any]]) -> Any:
+    return by_kind(objs, "DestinationRule")["spec"]["subsets"]
+
+
+# (id, mutation, object ref, field path, needle in the message, unsupported?)
+BAD: list[tuple[str, Mutation, str, str, str, bool]] = [
+    ("weight-150", _set(dest(2, 0), "weight", 150), VS, "spec.http[2].route[0].weight",
+     "must be 0..100, got 150", False),
+    ("weight-negative", _set(dest(2, 1), "weight", -1), VS, "spec.http[2].route[1].weight",
+     "got -1", False),
+    ("weight-float", _set(dest(2, 0), "weight", 12.5), VS, "spec.http[2].route[0].weight",
+     "must be an integer 0..100, got 12.5", False),
+    ("weight-bool", _set(dest(2, 0), "weight", True), VS, "spec.http[2].route[0].weight",
+     "got True", False),
+    ("weight-string", _set(dest(2, 0), "weight", "90"), VS, "spec.http[2].route[0].weight",
+     "got '90'", False),
+    ("weight-sum", _set(dest(2, 0), "weight", 80), VS, "spec.http[2].route",
+     "weights must sum to 100, got 90 (route 'weighted')", False),
+    ("cors", _set(lambda o: http(o, 2), "corsPolicy", {}), VS, "spec.http[2].corsPolicy", "", True),
+    ("rewrite", _set(lambda o: http(o, 0), "rewrite", {"uri": "/"}), VS, "spec.http[0].rewrite",
+     "", True),
+    ("redirect", _set(lambda o: http(o, 0), "redirect", {}), VS, "spec.http[0].redirect", "", True),
+    ("delegate", _set(lambda o: http(o, 0), "delegate", {}), VS, "spec.http[0].delegate", "", True),
+    ("mirrors", _set(lambda o: http(o, 0), "mirrors", []), VS, "spec.http[0].mirrors", "", True),
+    ("tcp", _set(spec("VirtualService"), "tcp", []), VS, "spec.tcp", "", True),
+    ("tls", _set(spec("VirtualService"), "tls", []), VS, "spec.tls", "", True),
+    ("export-to", _set(spec("VirtualService"), "exportTo", ["."]), VS, "spec.exportTo", "", True),
+    ("source-labels", _set(match0, "sourceLabels", {"a": "b"}), VS,
+     "spec.http[0].match[0].sourceLabels", "", True),
+    ("without-headers", _set(match0, "withoutHeaders", {}), VS,
+     "spec.http[0].match[0].withoutHeaders", "", True),
+    ("ignore-uri-case", _set(match0, "ignoreUriCase", True), VS,
+     "spec.http[0].match[0].ignoreUriCase", "", True),
+    ("query-prefix", _set(match0, "queryParams", {"q": {"prefix": "a"}}), VS,
+     "spec.http[0].match[0].queryParams.q.prefix", "", True),
+    ("destination-headers", _set(dest(2, 0), "headers", {}), VS, "spec.http[2].route[0].headers",
+     "", True),
+    ("abort-grpc", _set(lambda o: http(o, 0), "fault", {"abort": {"grpcStatus": "UNAVAILABLE"}}),
+     VS, "spec.http[0].fault.abort.grpcStatus", "", True),
+    ("retry-localities", _set(lambda o: http(o, 0)["retries"], "retryRemoteLocalities", True), VS,
+     "spec.http[0].retries.retryRemoteLocalities", "", True),
+    ("dr-subset-policy", lambda o: subsets(o)[0].__setitem__("trafficPolicy", {}), DR,
+     "spec.subsets[0].trafficPolicy", "", True),
+    ("dr-connection-pool", _set(lambda o: spec("DestinationRule")(o)["trafficPolicy"],
+     "connectionPool", {}), DR, "spec.trafficPolicy.connectionPool", "", True),
+    ("dr-export-to", _set(spec("DestinationRule"), "exportTo", ["."]), DR, "spec.exportTo", "",
+     True),
+    ("gw-tls", lambda o: spec("Gateway")(o)["servers"][0].__setitem__("tls", {}), GW,
+     "spec.servers[0].tls", "", True),
+    ("gw-https",
+     lambda o: spec("Gateway")(o)["servers"][0]["port"].__setitem__("protocol", "HTTPS"), GW,
+     "spec.servers[0].port.protocol", "must be HTTP", False),
+    ("header-uppercase", _set(match0, "headers", {"X-Model-Version": {"exact": "a"}}), VS,
+     "spec.http[0].match[0].headers", "must be lowercase", False),
+    ("header-not-token", _set(match0, "headers", {"x model": {"exact": "a"}}), VS,
+     "spec.http[0].match[0].headers", "not a valid HTTP header name", False),
+    ("header-two-kinds", _set(match0, "headers", {"x-a": {"exact": "a", "prefix": "b"}}), VS,
+     "spec.http[0].match[0].headers.x-a", "exactly one of exact, prefix or regex", False),
+    ("header-unknown-kind", _set(match0, "headers", {"x-a": {"suffix": "a"}}), VS,
+     "spec.http[0].match[0].headers.x-a.suffix", "", True),
+    ("uri-empty", _set(match0, "uri", {}), VS, "spec.http[0].match[0].uri",
+     "must set one of exact, prefix or regex", False),
+    ("uri-empty-prefix", _set(match0, "uri", {"prefix": ""}), VS,
+     "spec.http[0].match[0].uri.prefix", "must not be empty", False),
+    ("regex-broken", _set(match0, "uri", {"regex": "/a(["}), VS, "spec.http[0].match[0].uri.regex",
+     "not a valid regular expression", False),
+    ("regex-lookahead", _set(match0, "uri", {"regex": "/(?!admin).*"}), VS,
+     "spec.http[0].match[0].uri.regex", "RE2", False),
+    ("match-empty", lambda o: http(o, 0).__setitem__("match", [{}]), VS, "spec.http[0].match[0]",
+     "must not be empty", False),
+    ("method-number", _set(match0, "method", {"exact": 5}), VS,
+     "spec.http[0].match[0].method.exact", "must be a string", False),
+    ("timeout-number", _set(lambda o: http(o, 0), "timeout", 10), VS, "spec.http[0].timeout",
+     "must be a duration string", False),
+    ("timeout-words", _set(lambda o: http(o, 0), "timeout", "ten seconds"), VS,
+     "spec.http[0].timeout", "'ten seconds'", False),
+    ("timeout-microseconds", _set(lambda o: http(o, 0), "timeout", "1.0005s"), VS,
+     "spec.http[0].timeout", "millisecond precision", False),
+    ("per-try-zero", _set(lambda o: http(o, 0)["retries"], "perTryTimeout", "0s"), VS,
+     "spec.http[0].retries.perTryTimeout", "at least 1ms", False),
+    ("attempts-missing", _del(lambda o: http(o, 0)["retries"], "attempts"), VS,
+     "spec.http[0].retries.attempts", "is required", False),
+    ("retry-on-unknown", _set(lambda o: http(o, 0)["retries"], "retryOn", "5xx,sometimes"), VS,
+     "spec.http[0].retries.retryOn", "'sometimes' is not a retry condition", False),
+    ("delay-missing-fixed", _set(lambda o: http(o, 0), "fault", {"delay": {}}), VS,
+     "spec.http[0].fault.delay.fixedDelay", "is required", False),
+    ("fault-empty", _set(lambda o: http(o, 0), "fault", {}), VS, "spec.http[0].fault",
+     "abort, delay or both", False),
+    ("abort-status", _set(lambda o: http(o, 0), "fault", {"abort": {"httpStatus": 99}}), VS,
+     "spec.http[0].fault.abort.httpStatus", "must be 200..599, got 99", False),
+    ("abort-percent", _set(lambda o: http(o, 0), "fault",
+     {"abort": {"httpStatus": 503, "percentage": {"value": 101}}}), VS,
+     "spec.http[0].fault.abort.percentage.value", "must be 0..100, got 101", False),
+    ("mirror-percent-string", lambda o: http(o, 2).update(
+        mirror={"host": "scoring", "subset": "canary"}, mirrorPercentage={"value": "5"}), VS,
+     "spec.http[2].mirrorPercentage.value", "must be a number 0..100", False),
+    ("mirror-percent-alone", _set(lambda o: http(o, 2), "mirrorPercentage", {"value": 5}), VS,
+     "spec.http[2].mirrorPercentage", "needs mirror", False),
+    ("mirror-unknown-subset", _set(lambda o: http(o, 2), "mirror", {"host": "scoring",
+     "subset": "shadow"}), VS, "spec.http[2].mirror.subset", "'shadow' is not a subset", False),
+    ("unknown-subset", lambda o: dest(2, 1)(o)["destination"].__setitem__("subset", "shadow"), VS,
+     "spec.http[2].route[1].destination.subset",
+     "'shadow' is not a subset of host scoring.canary-demo.svc.cluster.local", False),
+    ("subset-without-rule", lambda o: dest(2, 1)(o)["destination"].__setitem__("host", "other"),
+     VS, "spec.http[2].route[1].destination.subset",
+     "needs a DestinationRule for host other.canary-demo.svc.cluster.local", False),
+    ("duplicate-subset", lambda o: subsets(o).append({"name": "stable", "labels": {}}), DR,
+     "spec.subsets[2].name", "duplicate subset 'stable'", False),
+    ("subset-not-dns", lambda o: subsets(o)[0].__setitem__("name", "Stable_1"), DR,
+     "spec.subsets[0].name", "not a DNS label", False),
+    ("lb-unknown", _set(lambda o: spec("DestinationRule")(o)["trafficPolicy"], "loadBalancer",
+     {"simple": "LEAST_CONN"}), DR, "spec.trafficPolicy.loadBalancer.simple", "LEAST_CONN", False),
+    ("missing-gateway", _set(spec("VirtualService"), "gateways", ["nope"]), VS, "spec.gateways[0]",
+     "names Gateway canary-demo/nope, which does not exist", False),
+    ("gateway-other-namespace", _set(spec("VirtualService"), "gateways",
+     ["mesh", "istio-system/scoring-gateway"]), VS, "spec.gateways[1]",
+     "istio-system/scoring-gateway", False),
+    ("route-names-twice", _set(lambda o: http(o, 1), "name", "pin-canary"), VS,
+     "spec.http[1].name", "already the name of spec.http[0]", False),
+    ("route-missing", _del(lambda o: http(o, 0), "route"), VS, "spec.http[0].route",
+     "is required", False),
+    ("route-empty", _set(lambda o: http(o, 0), "route", []), VS, "spec.http[0].route",
+     "must not be empty", False),
+    ("http-missing", _del(spec("VirtualService"), "http"), VS, "spec.http", "is required", False),
+    ("hosts-missing", _del(spec("VirtualService"), "hosts"), VS, "spec.hosts", "is required",
+     False),
+    ("header-op-value", _set(lambda o: http(o, 0), "headers", {"request": {"set": {"x-a": True}}}),
+     VS, "spec.http[0].headers.request.set.x-a", "must be a string", False),
+    ("header-op-remove-host", _set(lambda o: http(o, 0), "headers",
+     {"request": {"remove": ["host"]}}), VS, "spec.http[0].headers.request.remove[0]",
+     "Envoy cannot remove", False),
+    ("port-zero", lambda o: dest(0, 0)(o)["destination"].__setitem__("port", {"number": 0}), VS,
+     "spec.http[0].route[0].destination.port.number", "must be 1..65535, got 0", False),
+    ("dr-same-host", lambda o: o.append({**copy.deepcopy(by_kind(o, "DestinationRule")),
+     "metadata": {"name": "again", "namespace": "canary-demo"}, "spec": {"host": "scoring"}}),
+     "DestinationRule canary-demo/again", "spec.host",
+     "scoring.canary-demo.svc.cluster.local is already covered by " + DR, False),
+    ("defined-twice", lambda o: o.append(copy.deepcopy(vs_of(o))), VS, "metadata.name",
+     "is defined twice", False),
+    ("no-name", lambda o: vs_of(o)["metadata"].pop("name"), "VirtualService (document 2)",
+     "metadata.name", "is required", False),
+    ("api-version", _set(vs_of, "apiVersion", "networking.istio.io/v2"), VS, "apiVersion",
+     "networking.istio.io/v1", False),
+    ("service-entry", lambda o: o.append({"apiVersion": "networking.istio.io/v1",
+     "kind": "ServiceEntry", "metadata": {"name": "ext"}, "spec": {}}), "ServiceEntry ext", "kind",
+     "", True),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("mutate", "obj", "field", "needle", "unsupported"),
+    [pytest.param(*case[1:], id=case[0]) for case in BAD],
+)
+def test_bad_input_names_object_and_field(
+    mutate: Mutation, obj: str, field: str, needle: str, unsupported: bool
+) -> None:
+    objs = objects()
+    mutate(objs)
+    with pytest.raises(ConfigError) as err:
+        istio.validate(objs)
+    assert (err.value.obj, err.value.field) == (obj, field), str(err.value)
+    assert str(err.value).startswith(f"{obj}: {field} ")
+    assert needle in str(err.value)
+    assert isinstance(err.value, UnsupportedFieldError) is unsupported
+    if unsupported:
+        assert "not supported by the local gateway" in str(err.value)
+
+
+def test_valid_objects_pass() -> None:
+    istio.validate(objects())
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta1", "v1alpha3"])
+def test_every_supported_field_passes(version: str) -> None:
+    vs = yaml.safe_load(EVERYTHING)
+    vs["apiVersion"] = f"networking.istio.io/{version}"
+    istio.validate([*objects(), vs])
+
+
+def test_other_api_groups_are_ignored() -> None:
+    svc = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "scoring"}, "spec": {}}
+    istio.validate([svc, None, *objects()])  # type: ignore[list-item]
+
+
+def test_gateway_names_checked_only_when_gateways_are_given() -> None:
+    objs = [o for o in objects() if o["kind"] != "Gateway"]
+    vs_of(objs)["spec"]["gateways"] = ["nope"]
+    istio.validate(objs)
+
+
+def test_short_hosts_resolve_in_the_rule_namespace() -> None:
+    objs = objects()
+    by_kind(objs, "DestinationRule")["spec"]["host"] = "scoring"
+    for route in vs_of(objs)["spec"]["http"]:
+        for d in route["route"]:
+            d["destination"]["host"] = "scoring"
+    istio.validate(objs)
+    # The same short name in another namespace is another host.
+    by_kind(objs, "DestinationRule")["metadata"]["namespace"] = "elsewhere"
+    with pytest.raises(ConfigError, match=r"needs a DestinationRule for host scoring\.canary-demo"):
+        istio.validate(objs)
+
+
+def test_objects_without_namespace_use_the_given_one() -> None:
+    objs = objects()
+    for o in objs:
+        del o["metadata"]["namespace"]
+    by_kind(objs, "DestinationRule")["spec"]["host"] = "scoring"
+    istio.validate(objs, namespace="canary-demo")
+    with pytest.raises(ConfigError, match=r"needs a DestinationRule for host scoring\.canary-demo"):
+        istio.validate(objs, namespace="other")
+
+
+def test_single_destination_weight_is_not_summed() -> None:
+    objs = objects()
+    dest(0, 0)(objs)["weight"] = 30
+    istio.validate(objs)
+    assert istio.route_weights(vs_of(objs))["pin-canary"] == {"canary": 100}
+
+
+@pytest.mark.parametrize(
+    ("host", "namespace", "fqdn"),
+    [
+        ("scoring", "canary-demo", "scoring.canary-demo.svc.cluster.local"),
+        ("scoring", "ns", "scoring.ns.svc.cluster.local"),
+        ("scoring.canary-demo.svc.cluster.local", "other", "scoring.canary-demo.svc.cluster.local"),
+        ("scoring.example.com", "ns", "scoring.example.com"),
+        ("*", "ns", "*"),
+        ("*.example.com", "ns", "*.example.com"),
+    ],
+)
+def test_normalize_host(host: str, namespace: str, fqdn: str) -> None:
+    assert istio.normalize_host(host, namespace) == fqdn
+
+
+@pytest.mark.parametrize(
+    ("text", "ns"),
+    [("10s", 10 * 10**9), ("500ms", 5 * 10**8), ("1.5s", 15 * 10**8), ("1m", 60 * 10**9),
+     ("1h", 3600 * 10**9), ("1m30s", 90 * 10**9), ("0s", 0)],
+)  # fmt: skip
+def test_parse_duration(text: str, ns: int) -> None:
+    assert istio.parse_duration(text) == ns
+
+
+@pytest.mark.parametrize("text", ["", "10", "s", "-1s", "1 s", "1d", "1.s"])
+def test_parse_duration_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        istio.parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("retry_on", "conditions", "codes"),
+    [
+        ("5xx,reset", "5xx,reset", []),
+        ("503,connect-failure", "connect-failure,retriable-status-codes", [503]),
+        ("retriable-status-codes, 502 ,504", "retriable-status-codes", [502, 504]),
+    ],
+)
+def test_parse_retry_on(retry_on: str, conditions: str, codes: list[int]) -> None:
+    assert istio.parse_retry_on(retry_on) == (conditions, codes)
+
+
+def test_ref() -> None:
+    assert istio.ref(vs_of(objects())) == VS
+    assert istio.ref({"kind": "Gateway", "metadata": {"name": "gw"}}) == "Gateway gw"
+
+
+# ---- weights ----------------------------------------------------------------------------------
+
+
+def test_route_weights() -> None:
+    assert istio.route_weights(vs_of(objects())) == {
+        "pin-canary": {"canary": 100},
+        "pin-stable": {"stable": 100},
+        "weighted": {"stable": 90, "canary": 10},
+    }
+
+
+def test_route_weights_of_unnamed_routes_and_hosts_without_subsets() -> None:
+    vs = {
+        "kind": "VirtualService",
+        "spec": {
+            "http": [
+                {"route": [{"destination": {"host": "a"}}]},
+                {"route": [{"destination": {"host": "a"}, "weight": 25},
+                           {"destination": {"host": "b"}, "weight": 75}]},
+            ]
+        },
+    }  # fmt: skip
+    assert istio.route_weights(vs) == {"http[0]": {"a": 100}, "http[1]": {"a": 25, "b": 75}}
+
+
+@pytest.mark.parametrize("canary_weight", [0, 1, 10, 37, 50, 99, 100])
+def test_set_weights_round_trip(canary_weight: int) -> None:
+    objs = objects()
+    vs = vs_of(objs)
+    before = copy.deepcopy(vs)
+    new = istio.set_weights(
+        vs, "weighted", {"stable": 100 - canary_weight, "canary": canary_weight}
+    )
+    assert vs == before, "set_weights must not change its input"
+    assert istio.route_weights(new)["weighted"] == {
+        "stable": 100 - canary_weight,
+        "canary": canary_weight,
+    }
+    assert istio.route_weights(new)["pin-canary"] == {"canary": 100}
+    istio.validate([o if o is not vs else new for o in objs])
+    back = istio.set_weights(new, "weighted", {"stable": 90, "canary": 10})
+    assert back == before
+
+
+def test_set_weights_by_index_label() -> None:
+    vs = vs_of(objects())
+    del vs["spec"]["http"][2]["name"]
+    new = istio.set_weights(vs, "http[2]", {"stable": 0, "canary": 100})
+    assert istio.route_weights(new)["http[2]"] == {"stable": 0, "canary": 100}
+
+
+@pytest.mark.parametrize(
+    ("route", "weights", "field", "needle"),
+    [
+        ("nope", {"canary": 10}, "spec.http", "has no route named 'nope'"),
+        ("weighted", {"shadow": 10}, "spec.http[2].route", "no destination with subset 'shadow'"),
+        ("weighted", {"stable": -50, "canary": 150}, "spec.http[2].route[0].weight",
+         "must be 0..100, got -50"),
+        ("weighted", {"canary": 12.5}, "spec.http[2].route[1].weight", "got 12.5"),
+        ("weighted", {"canary": True}, "spec.http[2].route[1].weight", "got True"),
+        ("weighted", {"canary": 20}, "spec.http[2].route",
+         "weights must sum to 100, got 110 (route 'weighted')"),
+    ],
+)  # fmt: skip
+def test_set_weights_errors(route: str, weights: dict[str, Any], field: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        istio.set_weights(vs_of(objects()), route, weights)
+    assert err.value.obj == VS and err.value.field == field, str(err.value)
+    assert needle in str(err.value)
