@@ -294,6 +294,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-n", type=int, default=DEFAULT_REQUESTS)
     s.add_argument("--keep", action="store_true", help="leave the mesh running at the end")
     s.set_defaults(func=cmd_demo)
+
+    from workbook.pipeline import register_cli
+
+    register_cli(sub)
     return p
 
 

@@ -1,0 +1,222 @@
+"""The real azure-pipelines.yml, run locally: first with stub notebooks in a copy of the
+pipeline files (the YAML's wiring: papermill calls, records, output variables, artifacts), then
+with the real notebooks against the local mesh (promote, then a rollback).
+
+Each mesh run gets its own state directory (``WORKBOOK_STATE_DIR``, which the pipeline's steps
+inherit) and stops its mesh at the end. Mesh runs are written to ``runs/pytest-*`` in the checkout
+and removed when the test passes.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workbook.pipeline import PipelineResult, run_pipeline
+from workbook.settings import STAGE_PLAN, Settings
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE = ROOT / "azure-pipelines.yml"
+SHIFTS = [f"Shift_{w}" for w in STAGE_PLAN]
+ORDER = ["Package", "DeployCanary", *SHIFTS, "Promote", "Rollback"]
+REQUESTS = 300
+
+needs_notebooks = pytest.mark.skipif(
+    not (ROOT / "notebooks" / "04_shift_traffic.ipynb").exists(),
+    reason="notebooks/04_shift_traffic.ipynb does not exist yet (notebooks are in progress)",
+)
+
+#: Stub notebooks: the real ones' parameters, and the records the pipeline reads.
+STUBS = {
+    "01_workspace_setup": ("", "record('workspace', {'target': target})"),
+    "02_package_image": (
+        "model_version = 'v1'",
+        "record('image_ref', f'acr.io/scoring:{model_version}')",
+    ),
+    "03_deploy_helm": ("canary_weight = 0", "record('deploy', {'canary_weight': canary_weight})"),
+    "04_shift_traffic": (
+        "canary_weight = 10\nrequests = 100\nalpha = 0.01",
+        "passed = alpha < 0.5\n"
+        "w = {'v1': 100 - canary_weight, 'v2': canary_weight}\n"
+        "split = {'weights': w, 'shares': {k: v / 100 for k, v in w.items()}, 'total': requests,"
+        " 'p_value': 0.5}\n"
+        "record('stage', {'canary_weight': canary_weight, 'passed': passed, 'split': split,"
+        " 'probe': {'total': requests, 'errors': 0}})\n"
+        "assert passed, f'stage canary {canary_weight}% failed'",
+    ),
+    "05_header_routing": ("requests = 100", "record('header_routing', {'requests': requests})"),
+    "06_promote_or_rollback": ("decision = 'promote'", "record('decision', decision)"),
+}
+
+
+def write_stub_notebooks(directory: Path) -> None:
+    import nbformat
+
+    directory.mkdir(parents=True)
+    for name, (params, body) in STUBS.items():
+        nb = nbformat.v4.new_notebook()
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
+        cell = nbformat.v4.new_code_cell(f"target = 'local'\n{params}")
+        cell.metadata["tags"] = ["parameters"]
+        nb.cells = [nbformat.v4.new_code_cell("from workbook.record import record"), cell]
+        nb.cells.append(nbformat.v4.new_code_cell(body))
+        nbformat.write(nb, directory / f"{name}.ipynb")
+
+
+@pytest.mark.notebooks
+@pytest.mark.parametrize("fail", [False, True], ids=["promote", "rollback"])
+def test_pipeline_wiring_with_stub_notebooks(tmp_path: Path, fail: bool) -> None:
+    shutil.copy(PIPELINE, tmp_path / PIPELINE.name)
+    shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
+    write_stub_notebooks(tmp_path / "notebooks")
+    lines: list[str] = []
+    result = run_pipeline(
+        PIPELINE.name,
+        target="local",
+        run_id="stub",
+        parameters={"alpha": "0.9" if fail else "0.01", "canaryWeights": "[10, 100]"},
+        workdir=tmp_path,
+        log=lines.append,
+    )
+    log = "\n".join(lines)
+    shifts = ["Shift_10", "Shift_100"]
+    if fail:
+        expected = {"Package": "succeeded", "DeployCanary": "succeeded", "Shift_10": "failed"}
+        expected |= {"Shift_100": "skipped", "Promote": "skipped", "Rollback": "succeeded"}
+    else:
+        expected = dict.fromkeys(["Package", "DeployCanary", *shifts, "Promote"], "succeeded")
+        expected["Rollback"] = "skipped"
+    assert result.results() == expected, log
+    assert result.stage("Package").jobs[0].outputs == {"image.imageRef": "acr.io/scoring:v2"}
+    (echo,) = [
+        s for s in result.stage("DeployCanary").jobs[0].steps if s.display_name == "Canary image"
+    ]
+    assert echo.log and "image acr.io/scoring:v2" in (tmp_path / echo.log).read_text()
+    skipped = [s for s in result.stage("Package").jobs[0].steps if s.result == "skipped"]
+    assert [s.display_name for s in skipped] == [
+        "Checkout self",
+        "AKS credentials from the service connection",
+    ]
+    ran = [n for n, r in result.results().items() if r != "skipped"]
+    for name in ran:
+        artifact = result.run_dir / name / "artifacts" / name
+        assert list(artifact.glob("*.ipynb")) and (artifact / "records.json").is_file()
+        assert (result.run_dir / name / "summary.md").is_file()
+    last = "Rollback" if fail else "Promote"
+    records = json.loads((result.run_dir / last / "artifacts" / last / "records.json").read_text())
+    assert records == {"decision": "rollback" if fail else "promote"}
+    final = (result.run_dir / last / "summary.md").read_text()
+    assert "| Shift_10 | 10% | v1 90.0% · v2 10.0% |" in final
+    assert ("❌ does not fit" in final) is fail
+
+
+def workbook(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "workbook.cli", "--state-dir", str(state_dir), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A mesh state directory of its own; the mesh is stopped afterwards."""
+    state = tmp_path / "state"
+    monkeypatch.setenv("WORKBOOK_STATE_DIR", str(state))
+    monkeypatch.setenv("WORKBOOK_TARGET", "local")
+    try:
+        yield state
+    finally:
+        workbook(state, "down")
+
+
+def run(parameters: dict[str, Any]) -> PipelineResult:
+    run_id = f"pytest-{uuid.uuid4().hex[:8]}"
+    result = run_pipeline(
+        PIPELINE,
+        target="local",
+        run_id=run_id,
+        parameters={"requests": REQUESTS, **parameters},
+        workdir=ROOT,
+        verbose=False,
+    )
+    return result
+
+
+def status(state_dir: Path) -> dict[str, Any]:
+    proc = workbook(state_dir, "status", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def weights_by_track(state: dict[str, Any]) -> dict[str, int]:
+    return {v["track"]: int(v["weight"]) for v in state["versions"]}
+
+
+def assert_artifacts(result: PipelineResult, stages: list[str]) -> None:
+    for name in stages:
+        stage = result.stage(name)
+        artifact = result.run_dir / name / "artifacts" / name
+        assert artifact.is_dir(), f"{name}: no artifact at {artifact}"
+        assert list(artifact.glob("*.ipynb")), f"{name}: no executed notebook in {artifact}"
+        assert stage.summary and (result.run_dir / name / "summary.md").is_file()
+
+
+@pytest.mark.integration
+@pytest.mark.notebooks
+@needs_notebooks
+def test_pipeline_promotes_a_healthy_canary(state_dir: Path) -> None:
+    result = run({})
+    assert list(result.results()) == ORDER
+    assert result.results() == {**dict.fromkeys(ORDER, "succeeded"), "Rollback": "skipped"}
+    saved = json.loads((result.run_dir / "pipeline.json").read_text())
+    assert [s["name"] for s in saved["stages"]] == ORDER and saved["result"] == "succeeded"
+    assert_artifacts(result, ORDER[:-1])
+    package = result.stage("Package").jobs[0]
+    assert package.outputs.get("image.imageRef"), "Package publishes the image reference"
+    summary = (result.run_dir / "Promote" / "summary.md").read_text()
+    for w in STAGE_PLAN:
+        assert f"| Shift_{w} | {w}% |" in summary
+    state = status(state_dir)
+    assert weights_by_track(state).get("canary", 0) == 0
+    stable = next(v for v in state["versions"] if v["track"] == "stable")
+    assert stable["weight"] == 100 and stable["version"] == Settings().canary_version
+    shutil.rmtree(result.run_dir)
+
+
+@pytest.mark.integration
+@pytest.mark.notebooks
+@needs_notebooks
+def test_pipeline_rolls_back_a_failing_canary(state_dir: Path) -> None:
+    # alpha=1.0 leaves no room for any split to fit (analysis.check_split even refuses it as
+    # input), so notebook 04 raises after the shift to the first weight and that stage fails
+    result = run({"alpha": "1.0"})
+    assert result.result == "failed"
+    expected = {
+        "Package": "succeeded",
+        "DeployCanary": "succeeded",
+        SHIFTS[0]: "failed",
+        **dict.fromkeys(SHIFTS[1:], "skipped"),
+        "Promote": "skipped",
+        "Rollback": "succeeded",
+    }
+    assert result.results() == expected
+    assert_artifacts(result, ["Package", "DeployCanary", SHIFTS[0], "Rollback"])
+    weights = weights_by_track(status(state_dir))
+    assert weights.get("stable") == 100 and weights.get("canary", 0) == 0
+    shutil.rmtree(result.run_dir)

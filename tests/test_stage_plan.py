@@ -1,0 +1,56 @@
+"""One stage plan: azure-pipelines.yml walks the canary through workbook.settings.STAGE_PLAN."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from workbook.pipeline import compile_pipeline, stage_order
+from workbook.pipeline.template import load_yaml
+from workbook.settings import STAGE_PLAN
+
+ROOT = Path(__file__).resolve().parent.parent
+PIPELINE = ROOT / "azure-pipelines.yml"
+
+
+def test_canary_weights_default_is_the_stage_plan() -> None:
+    params = {p["name"]: p for p in load_yaml(PIPELINE)["parameters"]}
+    weights = params["canaryWeights"]
+    assert weights["type"] == "object"
+    assert [int(w) for w in weights["default"]] == list(STAGE_PLAN)
+
+
+@pytest.mark.parametrize("target", ["local", "k8s"])
+def test_expanded_plan_has_one_shift_stage_per_weight_in_order(target: str) -> None:
+    compiled = compile_pipeline(PIPELINE, {"target": target}, repo_root=ROOT)
+    names = [stage["stage"] for stage, _ in stage_order(compiled.stages)]
+    shifts = [f"Shift_{w}" for w in STAGE_PLAN]
+    assert names == ["Package", "DeployCanary", *shifts, "Promote", "Rollback"]
+    for weight, name in zip(STAGE_PLAN, shifts, strict=True):
+        (stage,) = [s for s in compiled.stages if s["stage"] == name]
+        (job,) = stage["jobs"]
+        assert "deployment" in job and job["environment"] == "canary-demo"
+        steps = job["strategy"]["runOnce"]["deploy"]["steps"]
+        scripts = " ".join(str(s.get("script", "")) for s in steps)
+        assert "notebooks/04_shift_traffic.ipynb" in scripts
+        assert re.search(rf"-p canary_weight {weight}\b", scripts)
+        assert f"-p target {target}" in scripts
+
+
+def test_each_shift_stage_follows_the_one_before() -> None:
+    compiled = compile_pipeline(PIPELINE, {"target": "local"}, repo_root=ROOT)
+    deps = {stage["stage"]: d for stage, d in stage_order(compiled.stages)}
+    previous = "DeployCanary"
+    for w in STAGE_PLAN:
+        assert deps[f"Shift_{w}"] == [previous]
+        previous = f"Shift_{w}"
+    assert set(deps["Promote"]) >= {f"Shift_{w}" for w in STAGE_PLAN}
+    assert set(deps["Rollback"]) == {"DeployCanary", "Promote", *(f"Shift_{w}" for w in STAGE_PLAN)}
+
+
+def test_a_shorter_plan_can_be_given_at_queue_time() -> None:
+    compiled = compile_pipeline(PIPELINE, {"canaryWeights": "[25, 100]"}, repo_root=ROOT)
+    names = [s["stage"] for s in compiled.stages]
+    assert [n for n in names if n.startswith("Shift_")] == ["Shift_25", "Shift_100"]
