@@ -203,9 +203,9 @@ def test_pipeline_promotes_a_healthy_canary(state_dir: Path) -> None:
 @pytest.mark.notebooks
 @needs_notebooks
 def test_pipeline_rolls_back_a_failing_canary(state_dir: Path) -> None:
-    # alpha=1.0 leaves no room for any split to fit (analysis.check_split even refuses it as
-    # input), so notebook 04 raises after the shift to the first weight and that stage fails
-    result = run({"alpha": "1.0"})
+    # the dummy canary answers the header smoke test (REQUESTS pinned requests) correctly, then
+    # fails half of its answers: the first shift stage sees the errors and fails its gate
+    result = run({"canaryErrorRate": "0.5", "canaryErrorsAfter": str(REQUESTS)})
     assert result.result == "failed"
     expected = {
         "Package": "succeeded",

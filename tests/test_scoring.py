@@ -281,3 +281,19 @@ def test_azmlinfsrv_serves_the_bundle(tmp_path: Path) -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=5)
+
+
+def test_fault_knob_fails_the_given_share_after_the_first_requests(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """DUMMY_ERROR_RATE / DUMMY_ERROR_AFTER: a canary that degrades under traffic."""
+    model_dir = tmp_path / "m"
+    dummy_model_source("v2", model_dir)
+    monkeypatch.setenv("AZUREML_MODEL_DIR", str(model_dir))
+    monkeypatch.setenv("DUMMY_ERROR_RATE", "0.25")
+    monkeypatch.setenv("DUMMY_ERROR_AFTER", "10")
+    score = load_score()
+    score.init()
+    codes = [score.run(json.dumps({"data": [[1.0, 2.0]]})).status_code for _ in range(50)]
+    assert codes[:10] == [200] * 10
+    assert codes[10:].count(500) == 10  # a quarter of the 40 after the first 10

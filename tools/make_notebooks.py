@@ -157,6 +157,9 @@ from workbook.settings import Settings
     params("""
 target = "local"
 canary_weight = 0
+# Rehearse a failing canary (dummy model only): this share of its answers fail after the first N.
+canary_error_rate = 0.0
+canary_errors_after = 0
 """),
     md("""
 ## 3.1 Install or upgrade the release
@@ -166,7 +169,8 @@ This returns when both Deployments are ready and the gateway serves the new rout
 settings = Settings.from_env(target=target)
 cluster = connect(settings)
 rollout.reset_stages(settings)
-release = rollout.deploy(cluster, canary_weight)
+canary_env = rollout.fault_env(canary_error_rate, canary_errors_after)
+release = rollout.deploy(cluster, canary_weight, canary_env)
 print(f"revision {release.revision}: {release.description}")
 """),
     code(CHECK + """

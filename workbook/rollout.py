@@ -143,13 +143,29 @@ class StageFailed(WorkbookError):
     """A stage's observed split or health did not pass: the pipeline rolls back."""
 
 
-def deploy(cluster: Cluster, canary_weight: int = 0) -> Release:
-    """Install (or upgrade) stable + canary at an initial canary weight; returns when ready."""
-    overrides = {"canary": {"enabled": True, "weight": validate_weight(canary_weight)}}
+def deploy(
+    cluster: Cluster, canary_weight: int = 0, canary_env: dict[str, str] | None = None
+) -> Release:
+    """Install (or upgrade) stable + canary at an initial canary weight; returns when ready.
+
+    ``canary_env`` sets environment variables on the canary pods only (replacing earlier ones).
+    """
+    env = [{"name": k, "value": str(v)} for k, v in (canary_env or {}).items()]
+    overrides = {"canary": {"enabled": True, "weight": validate_weight(canary_weight), "env": env}}
     running = getattr(cluster, "running", None)
     if running is not None and running():
         return cluster.upgrade(overrides, f"deploy canary at {canary_weight}%")  # type: ignore[attr-defined]
     return cluster.up(overrides)
+
+
+def fault_env(error_rate: float = 0.0, errors_after: int = 0) -> dict[str, str]:
+    """Env that makes the dummy canary degrade: ``error_rate`` of its answers fail after the first
+    ``errors_after`` (the dummy score.py's rehearsal knob). Empty when ``error_rate`` is 0."""
+    if not 0.0 <= float(error_rate) <= 1.0:
+        raise ConfigError("canary", "error_rate", f"must be 0..1, got {error_rate!r}")
+    if not error_rate:
+        return {}
+    return {"DUMMY_ERROR_RATE": str(float(error_rate)), "DUMMY_ERROR_AFTER": str(int(errors_after))}
 
 
 def stage_log(settings: Settings) -> Path:

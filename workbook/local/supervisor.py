@@ -212,6 +212,7 @@ class Supervisor:
         stable = values.setdefault("stable", {})
         stable["image"] = copy.deepcopy(canary["image"])
         stable["version"] = canary["version"]
+        stable["env"] = copy.deepcopy(canary.get("env", []))
         values["canary"] = {**values.get("canary", {}), "enabled": False, "weight": 0}
         return await self.release(values, f"promote {canary['version']} to stable")
 

@@ -5,6 +5,10 @@ The model is ``model.json`` ({"name", "version", "bias"}) under ``AZUREML_MODEL_
 AML layout ``<dir>/<model name>/<version>/model.json`` or directly as ``<dir>/model.json``.
 Request: ``{"data": [[x, ...], ...]}``. Answer: ``{"version", "model", "predictions", "n"}``
 with the ``x-model-version`` response header. Empty input (``GET /score``) answers ``n`` 0.
+
+Rehearsal knob, for this dummy only: with ``DUMMY_ERROR_RATE`` (0..1) set, the pod answers that
+fraction of requests with a 500 once it has answered ``DUMMY_ERROR_AFTER`` requests (default 0):
+a canary that degrades under traffic, to rehearse the rollback path.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ logger = logging.getLogger("azmlinfsrv.score")
 
 MODEL: dict[str, Any] = {}
 MODEL_VERSION = ""
+FAULT = {"rate": 0.0, "after": 0, "served": 0, "debt": 0.0}
 
 
 class BadRequest(ValueError):
@@ -74,6 +79,12 @@ def init() -> None:
         raise ValueError(f"{path}: expected an object with a numeric 'bias', got {model!r}")
     MODEL = model
     MODEL_VERSION = env_version or str(model.get("version", ""))
+    FAULT.update(
+        rate=min(max(float(os.environ.get("DUMMY_ERROR_RATE", "0") or 0), 0.0), 1.0),
+        after=int(os.environ.get("DUMMY_ERROR_AFTER", "0") or 0),
+        served=0,
+        debt=0.0,
+    )
     logger.info("loaded model %s version %s from %s", model.get("name"), MODEL_VERSION, path)
 
 
@@ -153,9 +164,25 @@ def _unread_body(raw: Any, request_headers: dict[str, str] | None) -> str | None
     return f"the {length}-byte body (Content-Type {kind}) was not read; send application/json"
 
 
+def _inject_fault() -> bool:
+    """Deterministically fail ``rate`` of the requests after the first ``after`` ones."""
+    FAULT["served"] += 1
+    if not FAULT["rate"] or FAULT["served"] <= FAULT["after"]:
+        return False
+    FAULT["debt"] += FAULT["rate"]
+    if FAULT["debt"] >= 1.0:
+        FAULT["debt"] -= 1.0
+        return True
+    return False
+
+
 def run(raw: Any, request_headers: dict[str, str] | None = None) -> Any:
     """azmlinfsrv entry: 200 with the answer, or 400 ``{"message"}``; both carry x-model-version."""
     headers = {VERSION_HEADER: MODEL_VERSION}
+    if _inject_fault() and AMLResponse is not None:
+        return AMLResponse(
+            {"message": "injected failure (DUMMY_ERROR_RATE)"}, 500, headers, json_str=True
+        )
     try:
         unread = _unread_body(raw, request_headers)
         if unread:
