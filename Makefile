@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: venv demo test test-unit test-integration test-notebooks bench lint clean
+.PHONY: venv demo demo-cli notebooks pipeline test test-unit bench lint clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,8 +17,21 @@ $(STAMP): requirements.txt pyproject.toml
 
 venv: $(STAMP)
 
+# The local canary walkthrough through the six notebooks (papermill), stages from the stage plan.
 demo: venv
+	$(BIN)/workbook walkthrough
+
+# The same walkthrough from the command line only (no notebooks).
+demo-cli: venv
 	$(BIN)/workbook demo
+
+# Execute the committed notebooks against a fresh local mesh and keep their outputs (for nbval).
+notebooks: venv
+	$(BIN)/python tools/execute_notebooks.py
+
+# The Azure DevOps pipeline, run here against the local mesh.
+pipeline: venv
+	$(BIN)/workbook pipeline run --target local
 
 test: venv
 	$(PYTEST) -q tests

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ def _settings(args: argparse.Namespace) -> Settings:
     over: dict[str, Any] = {"target": args.target}
     if args.state_dir:
         over["state_dir"] = Path(args.state_dir).resolve()
+        os.environ["WORKBOOK_STATE_DIR"] = str(over["state_dir"])  # for notebook kernels too
     return Settings.from_env(**over)
 
 
@@ -215,7 +217,8 @@ def cmd_walkthrough(args: argparse.Namespace) -> None:
     from workbook import notebooks
 
     run_dir = Path(args.run_dir or Path("runs") / notebooks.new_run_id())
-    outputs = notebooks.walkthrough(run_dir, target=_settings(args).target, requests=args.n)
+    settings = _settings(args)
+    outputs = notebooks.walkthrough(run_dir, target=settings.target, requests=args.n)
     print(f"\nexecuted notebooks ({len(outputs)}) and figures are under {run_dir}/:")
     for out in outputs:
         figures = sorted(p.name for p in out.parent.glob("*.png"))
@@ -223,6 +226,14 @@ def cmd_walkthrough(args: argparse.Namespace) -> None:
             f"  {out.relative_to(run_dir)}"
             + (f"  figures: {', '.join(figures)}" if figures else "")
         )
+    if settings.target == "local":
+        if args.keep:
+            print(
+                "the local mesh keeps running: `workbook status`, `workbook probe`, `workbook down`"
+            )
+        else:
+            connect(settings).down()
+            print("local mesh stopped (use --keep to leave it running)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -286,6 +297,7 @@ def parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_run)
 
     s = sub.add_parser("walkthrough", help="the whole canary through the six notebooks")
+    s.add_argument("--keep", action="store_true", help="leave the local mesh running at the end")
     s.add_argument("-n", type=int, default=DEFAULT_REQUESTS, help="requests per stage")
     s.add_argument("--run-dir", default=None, help="default runs/<run-id>")
     s.set_defaults(func=cmd_walkthrough)

@@ -95,6 +95,10 @@ def walkthrough(
     from workbook.settings import STAGE_PLAN, Settings
 
     settings = Settings.from_env(target=target)
+    if target == "local":  # a walkthrough starts from a fresh local mesh
+        from workbook.local.client import LocalCluster
+
+        LocalCluster(settings).down()
     plan: list[tuple[str, str, dict[str, Any]]] = [
         ("01_workspace_setup", "01_workspace_setup", {"target": target}),
         (

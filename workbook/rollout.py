@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbook import analysis, kiali, traffic
+from workbook import analysis, chart, kiali, traffic
 from workbook.cluster import Cluster, Release
 from workbook.errors import ConfigError, WorkbookError
 from workbook.local.files import read_json, write_json
@@ -151,7 +151,10 @@ def deploy(
     ``canary_env`` sets environment variables on the canary pods only (replacing earlier ones).
     """
     env = [{"name": k, "value": str(v)} for k, v in (canary_env or {}).items()]
-    overrides = {"canary": {"enabled": True, "weight": validate_weight(canary_weight), "env": env}}
+    overrides = chart.merge_values(
+        cluster.settings.chart_values(),  # stable and canary versions and images, explicitly
+        {"canary": {"enabled": True, "weight": validate_weight(canary_weight), "env": env}},
+    )
     running = getattr(cluster, "running", None)
     if running is not None and running():
         return cluster.upgrade(overrides, f"deploy canary at {canary_weight}%")  # type: ignore[attr-defined]
