@@ -43,8 +43,8 @@ bench: venv
 	$(BIN)/python -m benchmarks.run
 
 lint: venv
-	$(BIN)/ruff check workbook tests benchmarks
-	$(BIN)/ruff format --check workbook tests benchmarks
+	$(BIN)/ruff check workbook tests benchmarks tools
+	$(BIN)/ruff format --check workbook tests benchmarks tools
 	$(BIN)/mypy
 
 clean:

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real local mesh (Envoy + azmlinfsrv processes on loopback) per test session."""
+"""Shared fixtures: one real local mesh (Envoy + azmlinfsrv on loopback) per test session."""
 
 from __future__ import annotations
 

@@ -60,35 +60,50 @@ versions = ["v1", "v2"]
 One settings object carries the names every later notebook uses: namespace, release, model name,
 the image repository in the team's registry.
 """),
-    code(CHECK + """
+    code(
+        CHECK
+        + """
 settings = Settings.from_env(target=target)
 print(f"target={settings.target} namespace={settings.namespace} model={settings.model_name}")
-"""),
+"""
+    ),
     md("""
 ## 1.2 Connect to the registry
 """),
-    code(IGNORE + """
+    code(
+        IGNORE
+        + """
 registry = workspace.open_registry(settings)
 print(type(registry).__name__)
-"""),
+"""
+    ),
     md("""
 ## 1.3 Register the model versions
 Registering a version that already exists with the same files is a no-op, so this notebook can run
 again safely. Each dummy version reports its own version string when it scores, which is how the
 probe tells the two versions apart in the traffic.
 """),
-    code(CHECK + """
+    code(
+        CHECK
+        + """
 models = workspace.register_versions(settings, registry, versions)
 print("registered:", [f"{m.name}:{m.version}" for m in models])
-"""),
-    code(IGNORE + """
+"""
+    ),
+    code(
+        IGNORE
+        + """
 import pandas as pd
 
 pd.DataFrame(workspace.models_table(registry, settings.model_name))
-"""),
-    code(IGNORE + """
+"""
+    ),
+    code(
+        IGNORE
+        + """
 record("models", [f"{m.name}:{m.version}" for m in models])
-"""),
+"""
+    ),
 ]
 
 NOTEBOOKS["02_package_image"] = [
@@ -110,26 +125,38 @@ from workbook.settings import Settings
 target = "local"
 model_version = "v2"
 """),
-    code(CHECK + """
+    code(
+        CHECK
+        + """
 settings = Settings.from_env(target=target)
 registry = workspace.open_registry(settings)
 image = workspace.package_image(settings, registry, model_version)
 print("image:", image["ref"])
 print("model:", image["model"])
-"""),
+"""
+    ),
     md("""
 ## 2.1 The build context
 The image reference is what the Helm chart's values take (`stable.image` / `canary.image`).
 """),
-    code(CHECK + """
+    code(
+        CHECK
+        + """
 print("\\n".join(image["files"]))
-"""),
-    code(IGNORE + """
+"""
+    ),
+    code(
+        IGNORE
+        + """
 print(image["dockerfile"])
-"""),
-    code(IGNORE + """
+"""
+    ),
+    code(
+        IGNORE
+        + """
 record("image", {"ref": image["ref"], "digest": image["digest"], "model": image["model"]})
-"""),
+"""
+    ),
 ]
 
 NOTEBOOKS["03_deploy_helm"] = [
@@ -165,42 +192,60 @@ canary_errors_after = 0
 ## 3.1 Install or upgrade the release
 This returns when both Deployments are ready and the gateway serves the new routes.
 """),
-    code(IGNORE + """
+    code(
+        IGNORE
+        + """
 settings = Settings.from_env(target=target)
 cluster = connect(settings)
 rollout.reset_stages(settings)
 canary_env = rollout.fault_env(canary_error_rate, canary_errors_after)
 release = rollout.deploy(cluster, canary_weight, canary_env)
 print(f"revision {release.revision}: {release.description}")
-"""),
-    code(CHECK + """
+"""
+    ),
+    code(
+        CHECK
+        + """
 status = cluster.status()
 for v in status.versions:
     print(f"{v.track:7} {v.version}  ready {v.ready}/{v.replicas}  weight {v.weight}%  {v.image}")
 print("configured weights:", status.weights())
-"""),
+"""
+    ),
     md("""
 ## 3.2 What Istio routes by
 The rendered VirtualService and DestinationRule, as the cluster (or the local gateway) holds them.
 """),
-    code(IGNORE + """
+    code(
+        IGNORE
+        + """
 print(yaml.safe_dump(cluster.get("VirtualService", settings.app)[0]["spec"], sort_keys=False))
-"""),
-    code(IGNORE + """
+"""
+    ),
+    code(
+        IGNORE
+        + """
 print(yaml.safe_dump(cluster.get("DestinationRule", settings.app)[0]["spec"], sort_keys=False))
-"""),
+"""
+    ),
     md("""
 ## 3.3 Watch it in Kiali
 Kiali draws the mesh from Istio's telemetry: the versioned-app graph shows the gateway, the service
 and both versions with the share of requests on each edge.
 """),
-    code(IGNORE + """
+    code(
+        IGNORE
+        + """
 links = rollout.kiali_links(settings, cluster)
 Markdown(kiali.markdown(links))
-"""),
-    code(IGNORE + """
+"""
+    ),
+    code(
+        IGNORE
+        + """
 record("deploy", {"revision": release.revision, "weights": status.weights(), "kiali": links.graph})
-"""),
+"""
+    ),
 ]
 
 NOTEBOOKS["04_shift_traffic"] = [
@@ -227,49 +272,70 @@ canary_weight = 10
 requests = 1000
 alpha = 0.01
 """),
-    code(IGNORE + """
+    code(
+        IGNORE
+        + """
 settings = Settings.from_env(target=target)
 cluster = connect(settings)
 stage = rollout.run_stage(cluster, canary_weight, requests, alpha=alpha, show_progress=False)
 print(stage.line())
-"""),
-    code(CHECK + """
+"""
+    ),
+    code(
+        CHECK
+        + """
 print("configured weights:", stage.weights)
-"""),
+"""
+    ),
     md("""
 ## 4.1 Observed versus configured, stage by stage
 Points are the observed shares with 95% Wilson intervals; dashed bars are the configured weights.
 """),
-    code(IGNORE + """
+    code(
+        IGNORE
+        + """
 stages = rollout.append_stage(settings, stage)
 fig = plots.split_figure(stages, canary_version=settings.canary_version)
 plots.save(fig, run_dir() / f"split-{canary_weight:03d}.png")
 fig
-"""),
-    code(IGNORE + """
+"""
+    ),
+    code(
+        IGNORE
+        + """
 fig = plots.latency_figure(stages, canary_version=settings.canary_version)
 plots.save(fig, run_dir() / f"latency-{canary_weight:03d}.png")
 fig
-"""),
+"""
+    ),
     md("""
 ## 4.2 The mesh as the gateway saw it
 Drawn from the gateway's own per-version counters during this stage (the probe's requests), the
 way Kiali's versioned-app graph draws Istio's telemetry. The probe counted versions from the
 answers; the gateway counted them on its side: both must agree.
 """),
-    code(IGNORE + """
+    code(
+        IGNORE
+        + """
 fig = plots.mesh_graph_figure(
     stage.gateway, namespace=settings.namespace, app=settings.app, versions=stage.versions
 )
 plots.save(fig, run_dir() / f"mesh-{canary_weight:03d}.png")
 fig
-"""),
-    code(IGNORE + """
+"""
+    ),
+    code(
+        IGNORE
+        + """
 Markdown(kiali.markdown(rollout.kiali_links(settings, cluster)))
-"""),
-    code(IGNORE + """
+"""
+    ),
+    code(
+        IGNORE
+        + """
 record("stage", stage.to_dict())
-"""),
+"""
+    ),
     md("""
 ## 4.3 Gate
 A stage that does not fit its weights, or that saw errors, stops the rollout here: the notebook
@@ -299,23 +365,35 @@ from workbook.settings import Settings
 target = "local"
 requests = 200
 """),
-    code(IGNORE + """
+    code(
+        IGNORE
+        + """
 settings = Settings.from_env(target=target)
 cluster = connect(settings)
 result = rollout.header_routing(cluster, requests)
-"""),
-    code(CHECK + """
+"""
+    ),
+    code(
+        CHECK
+        + """
 for track in ("stable", "canary"):
     r = result[track]
     print(f"x-model-version: {track:6} → {r['counts']}  all landed on {r['expected']}: {r['all_landed']}")
-"""),
-    code(IGNORE + """
+"""
+    ),
+    code(
+        IGNORE
+        + """
 u = result["unpinned"]
 print(f"unpinned: {u['counts']} for weights {u['weights']}; split fits: {u['split_fits']}")
-"""),
-    code(IGNORE + """
+"""
+    ),
+    code(
+        IGNORE
+        + """
 record("header_routing", result)
-"""),
+"""
+    ),
     code("""
 assert result["stable"]["all_landed"] and result["canary"]["all_landed"], result
 """),
@@ -344,27 +422,39 @@ from workbook.settings import Settings
 target = "local"
 decision = "promote"
 """),
-    code(IGNORE + """
+    code(
+        IGNORE
+        + """
 settings = Settings.from_env(target=target)
 cluster = connect(settings)
 release = rollout.decide(cluster, decision)
 print(f"revision {release.revision}: {release.description}")
-"""),
-    code(CHECK + """
+"""
+    ),
+    code(
+        CHECK
+        + """
 status = cluster.status()
 print("decision:", decision)
 print("configured weights:", status.weights())
-"""),
-    code(IGNORE + """
+"""
+    ),
+    code(
+        IGNORE
+        + """
 pd.DataFrame([
     {"revision": h.revision, "status": h.status, "canary weight": h.values.get("canary", {}).get("weight", 0),
      "description": h.description}
     for h in cluster.history()
 ])
-"""),
-    code(IGNORE + """
+"""
+    ),
+    code(
+        IGNORE
+        + """
 record("decision", {"decision": decision, "revision": release.revision, "weights": status.weights()})
-"""),
+"""
+    ),
 ]
 
 
@@ -372,7 +462,11 @@ def main() -> None:
     ROOT.mkdir(exist_ok=True)
     for name, cells in NOTEBOOKS.items():
         nb = new_notebook(cells=cells)
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3",
+            "language": "python",
+        }
         nb.metadata["language_info"] = {"name": "python"}
         nbformat.write(nb, ROOT / f"{name}.ipynb")
         print("wrote", name)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from workbook.errors import RegistryError
-from workbook.packaging import build_context, dummy_model_source, package_local
+from workbook.packaging import dummy_model_source, package_local, render_dockerfile
 from workbook.registry import LocalImageStore, LocalModelRegistry, ModelRegistry, ModelVersion
 from workbook.settings import Settings
 
@@ -83,6 +83,6 @@ def package_image(settings: Settings, registry: ModelRegistry, version: str) -> 
     ws = registry.workspace  # type: ignore[attr-defined]  # AzureModelRegistry
     aml_version = int(model.tags["azureml.id"].rsplit(":", 1)[1])
     ref = azure_package(ws, ws.get_model(model.name, aml_version), settings, version)
-    with tempfile.TemporaryDirectory(prefix="workbook-context-") as tmp:
-        dockerfile = (build_context(model, Path(tmp)) / "Dockerfile").read_text()
+    # the model files live in the workspace; the Dockerfile is what the local bundle would hold
+    dockerfile = render_dockerfile(model, "dummy", {})
     return {"ref": ref, "digest": "", "model": model.id, "files": [], "dockerfile": dockerfile}
