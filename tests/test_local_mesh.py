@@ -130,3 +130,23 @@ def test_apply_overrides_until_next_release(mesh: LocalCluster) -> None:
     mesh.shift(0)  # the next release brings the chart's object back
     result = traffic.probe(score_url(mesh), 100, show_progress=False)
     assert result.counts == {"v1": 100}
+
+
+def test_killed_gateway_comes_back_with_its_configuration(mesh: LocalCluster) -> None:
+    mesh.shift(40)
+    before = mesh.status().extra
+    os.kill(before["gateway_pid"], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:
+        now = mesh.status().extra
+        if now["gateway_restarts"] > before["gateway_restarts"] and now["gateway_pid"]:
+            result = traffic.probe(score_url(mesh), 50, concurrency=1, show_progress=False)
+            if result.errors == 0:
+                break
+        assert time.monotonic() < deadline, "the gateway did not come back"
+        time.sleep(0.2)
+    assert now["gateway_pid"] != before["gateway_pid"]
+    assert mesh.served_routes() != {}
+    result = traffic.probe(score_url(mesh), 600, show_progress=False)
+    assert result.errors == 0
+    assert analysis.check_split(result.counts, {"v1": 60, "v2": 40}, alpha=ALPHA).passed

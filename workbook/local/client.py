@@ -23,13 +23,18 @@ from workbook.settings import Settings, validate_weight
 
 
 def _pid_alive(pid: int) -> bool:
+    """True while ``pid`` runs; an exited child not yet reaped (a zombie) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
 class LocalCluster:

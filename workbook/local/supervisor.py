@@ -125,9 +125,9 @@ class Supervisor:
     async def _resync(self) -> None:
         async with self.lock:
             if self.objects:
-                with_errors = self._translate(self.objects, self.pods.endpoints())
+                config = self._translate(self.objects, self.pods.endpoints())
                 try:
-                    await self.gateway.push(with_errors)
+                    await self.gateway.push(config)
                 except WorkbookError as e:
                     log.error("resync failed: %s", e)
 
