@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from workbook.deadline import DeadlineExceeded, call_with_deadline
 from workbook.errors import AzureError, MissingDependencyError
 
 T = TypeVar("T")
@@ -119,31 +119,20 @@ def call_with_timeout(
 
     The worker is a daemon thread: a call that never returns cannot keep the process alive.
     """
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:
-            box["error"] = exc
-
-    worker = threading.Thread(target=run, name=f"azureml: {what}", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if worker.is_alive():
+    try:
+        return call_with_deadline(fn, timeout_s, f"azureml: {what}")
+    except DeadlineExceeded:
         raise AzureError(
             f"Azure ML: {what} did not finish within {timeout_s:g}s; check network access to "
             "Azure (DNS, proxy, firewall) or raise the timeout (the call goes on in the background)"
-        )
-    if "error" in box:
-        exc = box["error"]
+        ) from None
+    except Exception as exc:
         secrets = list(secrets)
         translated = translate_error(exc, what, secrets)
         if translated is None:
-            raise exc
+            raise
         leaks = any(s and s in str(exc) for s in secrets)
         raise translated from (None if leaks else exc)
-    return box["value"]  # type: ignore[no-any-return]
 
 
 # ---- connecting -------------------------------------------------------------------------------

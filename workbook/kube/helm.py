@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from workbook.deadline import DeadlineExceeded, call_with_deadline
 from workbook.errors import AzureError, ChartError, ConfigError
 
 T = TypeVar("T")
@@ -66,23 +67,11 @@ def kubeconfig_path(env: Mapping[str, str] = os.environ) -> str | None:
 
 
 def _with_deadline(fn: Callable[[], T], timeout_s: float, what: str) -> T:
-    """Run a Helm read in a daemon thread; the SDK has no timeout of its own for reads."""
-    box: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            box["value"] = fn()
-        except BaseException as exc:
-            box["error"] = exc
-
-    worker = threading.Thread(target=run, name=f"helm: {what}", daemon=True)
-    worker.start()
-    worker.join(timeout_s)
-    if worker.is_alive():
-        raise AzureError(f"{what}: no answer from the cluster within {timeout_s:g}s")
-    if "error" in box:
-        raise box["error"]
-    return box["value"]  # type: ignore[no-any-return]
+    """Run a Helm read with a deadline; the SDK has no timeout of its own for reads."""
+    try:
+        return call_with_deadline(fn, timeout_s, f"helm: {what}")
+    except DeadlineExceeded:
+        raise AzureError(f"{what}: no answer from the cluster within {timeout_s:g}s") from None
 
 
 class HelmRelease:
