@@ -67,7 +67,7 @@ def unchanged(mesh: LocalCluster):
     assert mesh.status().revision == before_revision
     result = traffic.probe(mesh.status().gateway_url + "/score", 400, show_progress=False)
     assert result.errors == 0
-    assert analysis.check_split(result.counts, {"v1": 80, "v2": 20}, alpha=0.001).passed
+    assert analysis.check_split(result.counts, {"v1": 80, "v2": 20}, alpha=1e-4).passed
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,9 @@ def use_mesh(mesh: LocalCluster, monkeypatch: pytest.MonkeyPatch) -> LocalCluste
 
 def test_stage_notebook_records_a_fitting_split(use_mesh, tmp_path: Path) -> None:
     out = notebooks.run_notebook(
-        "04_shift_traffic", {"canary_weight": 25, "requests": 600}, run_dir=tmp_path
+        "04_shift_traffic",
+        {"canary_weight": 25, "requests": 600, "alpha": 1e-4},
+        run_dir=tmp_path,
     )
     stage = record.from_notebook(nbformat.read(out, as_version=4))["stage"]
     assert stage["canary_weight"] == 25
@@ -46,15 +48,19 @@ def test_stage_notebook_records_a_fitting_split(use_mesh, tmp_path: Path) -> Non
     assert not SECRETS.search(text)
 
 
-def test_stage_notebook_fails_when_the_gate_fails(use_mesh, tmp_path: Path) -> None:
-    # an alpha no observed split can pass: the rehearsal of a failing canary stage
-    with pytest.raises(notebooks.NotebookError, match="StageFailed"):
-        notebooks.run_notebook(
-            "04_shift_traffic",
-            {"canary_weight": 30, "requests": 300, "alpha": 0.999999},
-            run_dir=tmp_path,
-        )
-    assert record.load("stage", tmp_path)["passed"] is False
+def test_stage_notebook_fails_when_the_canary_errs(use_mesh, tmp_path: Path) -> None:
+    # the dummy canary answers half of its requests with a 500: the stage's gate must fail
+    fault = [{"name": "DUMMY_ERROR_RATE", "value": "0.5"}]
+    use_mesh.upgrade({"canary": {"env": fault}})
+    try:
+        with pytest.raises(notebooks.NotebookError, match="StageFailed"):
+            notebooks.run_notebook(
+                "04_shift_traffic", {"canary_weight": 30, "requests": 300}, run_dir=tmp_path
+            )
+    finally:
+        use_mesh.upgrade({"canary": {"env": []}})
+    stage = record.load("stage", tmp_path)
+    assert stage["passed"] is False and stage["probe"]["errors"] > 0
 
 
 def test_header_notebook_pins_every_request(use_mesh, tmp_path: Path) -> None:

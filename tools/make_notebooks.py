@@ -270,7 +270,7 @@ from workbook.settings import Settings
 target = "local"
 canary_weight = 10
 requests = 1000
-alpha = 0.01
+alpha = 0.001  # a split fits when p >= alpha (workbook.settings.SPLIT_ALPHA)
 """),
     code(
         IGNORE

@@ -12,7 +12,7 @@ from workbook import analysis, chart, kiali, traffic
 from workbook.cluster import Cluster, Release
 from workbook.errors import ConfigError, WorkbookError
 from workbook.local.files import read_json, write_json
-from workbook.settings import HEADER_NAME, STAGE_PLAN, Settings, validate_weight
+from workbook.settings import HEADER_NAME, SPLIT_ALPHA, STAGE_PLAN, Settings, validate_weight
 
 DEFAULT_REQUESTS = 1000
 
@@ -56,7 +56,7 @@ def measure(
     n: int = DEFAULT_REQUESTS,
     *,
     concurrency: int = 8,
-    alpha: float = 0.01,
+    alpha: float = SPLIT_ALPHA,
     headers: dict[str, str] | None = None,
     show_progress: bool | None = None,
 ) -> tuple[traffic.ProbeResult, analysis.SplitCheck, Any]:
@@ -79,7 +79,7 @@ def run_stage(
     n: int = DEFAULT_REQUESTS,
     *,
     concurrency: int = 8,
-    alpha: float = 0.01,
+    alpha: float = SPLIT_ALPHA,
     show_progress: bool | None = None,
 ) -> StageResult:
     """Shift to ``canary_weight`` (returns once the gateway serves it), probe, test the split."""
@@ -217,7 +217,7 @@ def header_routing(
             "all_landed": res.counts == {version: n} and res.errors == 0,
         }
     res = traffic.probe(url, n, show_progress=False)
-    check = analysis.check_split(res.counts, status.weights(), alpha=0.001)
+    check = analysis.check_split(res.counts, status.weights(), alpha=SPLIT_ALPHA)
     out["unpinned"] = {
         "weights": status.weights(),
         "counts": res.counts,

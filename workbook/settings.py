@@ -13,6 +13,10 @@ from workbook.errors import ConfigError
 #: ``tests/test_stage_plan.py`` proves azure-pipelines.yml says the same.
 STAGE_PLAN: tuple[int, ...] = (10, 50, 100)
 
+#: Significance of the split test: a stage whose observed split has p < SPLIT_ALPHA fails. Small,
+#: because a false alarm rolls back a healthy canary; misrouting is gross and still caught.
+SPLIT_ALPHA = 0.001
+
 #: Request header that pins a request to one version: ``x-model-version: stable|canary``.
 HEADER_NAME = "x-model-version"
 
