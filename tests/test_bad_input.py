@@ -136,3 +136,25 @@ def test_port_already_taken(tmp_path: Path, capsys) -> None:
     assert f"127.0.0.1:{port} is already taken" in err
     assert not (tmp_path / "mesh" / "supervisor.json").exists()
     assert not Settings(state_dir=tmp_path).state_dir.joinpath("mesh", "releases").exists()
+
+
+def test_a_canary_that_cannot_start_fails_its_release(
+    mesh: LocalCluster, state_args, capsys, unchanged
+) -> None:
+    """Pods that never get ready within the startup probe's budget: the release fails whole."""
+    before = {p["name"] for p in mesh.status().extra["pods"]}
+    code, err = run(
+        [
+            *state_args,
+            "upgrade",
+            "--set", "canary.env[0].name=DUMMY_INIT_FAIL",
+            "--set", "canary.env[0].value=yes",
+            "--set", "probes.startup.failureThreshold=4",
+            "--set", "probes.startup.periodSeconds=2",
+        ],
+        capsys,
+    )  # fmt: skip
+    assert code != 0
+    assert "scoring-canary" in err and "did not become ready within 8 s" in err
+    assert mesh.history()[-1].status == "failed"
+    assert {p["name"] for p in mesh.status().extra["pods"]} == before

@@ -455,3 +455,19 @@ def test_istio_objects_pass_istio_schema() -> None:
                 mode="json", by_alias=True, exclude_unset=True
             )
             assert dumped == doc  # nothing dropped as unknown
+
+
+def test_parse_sets_builds_one_list_item_from_several_entries() -> None:
+    """Helm parses every --set into one map: env[0].name and env[0].value make one item."""
+    values = chart.parse_sets(
+        ["canary.env[0].name=FLAG", "canary.env[0].value=on", "canary.weight=3", "canary.weight=5"]
+    )
+    assert values == {"canary": {"env": [{"name": "FLAG", "value": "on"}], "weight": 5}}
+    rendered = chart.render(values)
+    canary = next(d for d in rendered if d["metadata"]["name"] == "scoring-canary")
+    env = canary["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "FLAG", "value": "on"} in env
+    stable = next(d for d in rendered if d["metadata"]["name"] == "scoring-stable")
+    assert "FLAG" not in [
+        e["name"] for e in stable["spec"]["template"]["spec"]["containers"][0]["env"]
+    ]

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from workbook import analysis, envoy, rollout, traffic
+from workbook.errors import WorkbookError
 from workbook.local.client import LocalCluster
 
 pytestmark = pytest.mark.integration
@@ -150,3 +151,15 @@ def test_killed_gateway_comes_back_with_its_configuration(mesh: LocalCluster) ->
     result = traffic.probe(score_url(mesh), 600, show_progress=False)
     assert result.errors == 0
     assert analysis.check_split(result.counts, {"v1": 60, "v2": 40}, alpha=ALPHA).passed
+
+
+@pytest.mark.parametrize("kind", ["vs", "VirtualService", "virtualservices"])
+def test_get_takes_kubectl_kind_names(mesh: LocalCluster, kind: str) -> None:
+    assert [o["metadata"]["name"] for o in mesh.get(kind)] == ["scoring"]
+
+
+def test_get_unknown_kind_or_name_is_an_error(mesh: LocalCluster) -> None:
+    with pytest.raises(WorkbookError, match="KIND must be one of"):
+        mesh.get("pods")
+    with pytest.raises(WorkbookError, match="VirtualService nope"):
+        mesh.get("vs", "nope")

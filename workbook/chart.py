@@ -59,18 +59,26 @@ def merge_values(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[
 
 
 def parse_sets(entries: Iterable[str]) -> dict[str, Any]:
-    """Values from ``--set key=value`` entries, with Helm's own parser; later entries win."""
-    out: dict[str, Any] = {}
+    """Values from ``--set key=value`` entries, parsed by Helm's own parser as one expression.
+
+    Helm parses every ``--set`` into the same map, so ``env[0].name=A`` and ``env[0].value=b``
+    build one list item; later entries win for the same key.
+    """
+    entries = list(entries)
     for entry in entries:
         key, eq, _ = entry.partition("=")
         if not eq or not key.strip(".").strip():
             raise ConfigError("--set", entry, "must be KEY=VALUE, e.g. canary.weight=30")
         try:
-            parsed = helm.parse_set_string(entry)
+            helm.parse_set_string(entry)
         except helm.HelmError as exc:
             raise ConfigError("--set", entry, f"is not a valid --set expression: {exc}") from exc
-        out = merge_values(out, parsed)
-    return out
+    if not entries:
+        return {}
+    try:
+        return dict(helm.parse_set_string(",".join(entries)))
+    except helm.HelmError as exc:
+        raise ConfigError("--set", " ".join(entries), f"do not combine: {exc}") from exc
 
 
 def validate_values(

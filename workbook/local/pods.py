@@ -41,6 +41,7 @@ class PodSpec:
     env: dict[str, str]
     container_port: int
     readiness_path: str
+    startup_budget_s: float = 300.0
 
 
 def pod_spec(deployment: dict[str, Any]) -> tuple[PodSpec, int]:
@@ -56,6 +57,10 @@ def pod_spec(deployment: dict[str, Any]) -> tuple[PodSpec, int]:
     ports = c.get("ports") or [{"containerPort": 5001}]
     env = {e["name"]: str(e.get("value", "")) for e in c.get("env", []) if "value" in e}
     probe = (c.get("readinessProbe") or {}).get("httpGet") or {}
+    startup = c.get("startupProbe") or {}
+    budget = float(startup.get("initialDelaySeconds", 0)) + float(
+        startup.get("failureThreshold", 60)
+    ) * float(startup.get("periodSeconds", 5))
     replicas = spec.get("replicas", 1)
     if not isinstance(replicas, int) or replicas < 0:
         raise ConfigError(obj, "spec.replicas", f"must be an integer >= 0, got {replicas!r}")
@@ -70,6 +75,7 @@ def pod_spec(deployment: dict[str, Any]) -> tuple[PodSpec, int]:
             env=env,
             container_port=int(ports[0]["containerPort"]),
             readiness_path=str(probe.get("path", "/")),
+            startup_budget_s=budget if startup else 300.0,
         ),
         replicas,
     )
@@ -118,7 +124,7 @@ class PodManager:
         root: Path,
         images: ImageStore,
         on_change: Callable[[], Awaitable[None]],
-        ready_timeout_s: float = 90.0,
+        ready_timeout_s: float = 600.0,
     ) -> None:
         self.root = root
         self.images = images
@@ -165,14 +171,17 @@ class PodManager:
                 self.pods[pod.name] = pod
                 pod.task = asyncio.create_task(self._run(pod))
                 started.append(pod)
-        deadline = time.monotonic() + self.ready_timeout_s
+        # as the kubelet: a pod has its startup probe's budget to become ready
+        budget = max([p.spec.startup_budget_s for p in started], default=0.0)
+        budget = min(budget, self.ready_timeout_s)
+        deadline = time.monotonic() + budget
         while any(not p.ready for p in started):
             if time.monotonic() > deadline:
                 waiting = [p.name for p in started if not p.ready]
                 await self.stop(started)
                 raise ReadinessError(
-                    f"pods {waiting} did not become ready within {self.ready_timeout_s:.0f} s; "
-                    f"see their logs under {self.root}"
+                    f"pods {waiting} did not become ready within {budget:.0f} s (the startup "
+                    f"probe's budget); see their pod.log under {self.root}"
                 )
             await asyncio.sleep(0.1)
         return started

@@ -37,6 +37,14 @@ from workbook.settings import Settings, validate_weight
 log = logging.getLogger("workbook.supervisor")
 
 ISTIO_KINDS = ("Gateway", "VirtualService", "DestinationRule")
+KIND_ALIASES = {
+    "vs": "virtualservice",
+    "dr": "destinationrule",
+    "gw": "gateway",
+    "deploy": "deployment",
+    "svc": "service",
+    "ns": "namespace",
+}
 
 
 def mesh_dir(settings: Settings) -> Path:
@@ -272,22 +280,20 @@ class Supervisor:
         }
 
     def get(self, kind: str, name: str | None) -> list[dict[str, Any]]:
-        wanted = kind.lower().rstrip("s")
-        aliases = {
-            "vs": "virtualservice",
-            "dr": "destinationrule",
-            "gw": "gateway",
-            "deploy": "deployment",
-            "svc": "service",
-        }
-        wanted = aliases.get(wanted, wanted)
+        """Live objects of a kind (kubectl-style names: plural, lower case or short)."""
+        wanted = KIND_ALIASES.get(kind.lower(), kind.lower().removesuffix("s"))
+        kinds = {o.get("kind", "").lower(): o.get("kind", "") for o in self.objects}
+        if wanted not in kinds:
+            raise ConfigError(
+                "get", "KIND", f"must be one of {sorted(kinds.values())}, got {kind!r}"
+            )
         out = [
             o
             for o in self.objects
             if o.get("kind", "").lower() == wanted and (name is None or key(o)[1] == name)
         ]
         if name is not None and not out:
-            raise ConfigError(kind, name, "not found in the live objects")
+            raise ConfigError(f"{kinds[wanted]} {name}", "", "not found in the live objects")
         return out
 
     async def gateway_stats(self) -> dict[str, Any]:

@@ -8,7 +8,8 @@ with the ``x-model-version`` response header. Empty input (``GET /score``) answe
 
 Rehearsal knob, for this dummy only: with ``DUMMY_ERROR_RATE`` (0..1) set, the pod answers that
 fraction of requests with a 500 once it has answered ``DUMMY_ERROR_AFTER`` requests (default 0):
-a canary that degrades under traffic, to rehearse the rollback path.
+a canary that degrades under traffic, to rehearse the rollback path. ``DUMMY_INIT_FAIL`` set makes
+``init()`` fail: a version that cannot start.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def find_model_file(model_dir: Path, version: str | None = None) -> Path:
 def init() -> None:
     """Load the model named by ``AZUREML_MODEL_DIR``; ``MODEL_VERSION`` overrides its version."""
     global MODEL, MODEL_VERSION
+    if os.environ.get("DUMMY_INIT_FAIL"):
+        raise RuntimeError("DUMMY_INIT_FAIL is set: init() fails on purpose")
     model_dir = Path(os.environ.get("AZUREML_MODEL_DIR", "."))
     env_version = os.environ.get("MODEL_VERSION", "").strip()
     path = find_model_file(model_dir, env_version or None)
