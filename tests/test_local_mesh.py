@@ -70,6 +70,12 @@ def test_no_failed_request_during_shifts_under_load(mesh: LocalCluster) -> None:
 def test_shift_returns_only_when_gateway_serves_new_weights(mesh: LocalCluster) -> None:
     mesh.shift(0)
     mesh.shift(100)
+    route = mesh.served_routes()["virtual_hosts"][0]["routes"][-1]["route"]  # the weighted one
+    clusters = route.get("weighted_clusters", {}).get("clusters") or [
+        {"name": route["cluster"], "weight": 100}
+    ]
+    served = {envoy.parse_cluster_name(c["name"]).subset: c["weight"] for c in clusters}
+    assert {k: v for k, v in served.items() if v} == {"canary": 100}
     # the very first requests after shift returns must all see the new weights
     result = traffic.probe(score_url(mesh), 50, concurrency=1, show_progress=False)
     assert result.counts == {"v2": 50}

@@ -29,7 +29,20 @@ def use_mesh(mesh: LocalCluster, monkeypatch: pytest.MonkeyPatch) -> LocalCluste
     return mesh
 
 
-def test_stage_notebook_records_a_fitting_split(use_mesh, tmp_path: Path) -> None:
+SENTINEL = "sentinel-client-secret-4f2a9c"
+
+
+def assert_machine_free(text: str, *paths: Path) -> None:
+    """No secret from the environment, no path of this machine in an executed notebook."""
+    assert SENTINEL not in text
+    for p in (project_root(), Path.home(), Path(sys.prefix), *paths):
+        assert str(p) not in text, f"executed notebook holds {p}"
+
+
+def test_stage_notebook_records_a_fitting_split(
+    use_mesh, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", SENTINEL)  # what a pipeline agent would hold
     out = notebooks.run_notebook(
         "04_shift_traffic",
         {"canary_weight": 25, "requests": 600, "alpha": 1e-4},
@@ -46,6 +59,7 @@ def test_stage_notebook_records_a_fitting_split(use_mesh, tmp_path: Path) -> Non
     text = out.read_text()
     assert not ABSOLUTE.search(text), "executed notebook holds an absolute path"
     assert not SECRETS.search(text)
+    assert_machine_free(text, tmp_path, use_mesh.settings.state_dir)
 
 
 def test_stage_notebook_fails_when_the_canary_errs(use_mesh, tmp_path: Path) -> None:
@@ -61,6 +75,8 @@ def test_stage_notebook_fails_when_the_canary_errs(use_mesh, tmp_path: Path) -> 
         use_mesh.upgrade({"canary": {"env": []}})
     stage = record.load("stage", tmp_path)
     assert stage["passed"] is False and stage["probe"]["errors"] > 0
+    # the failed notebook is what a rollback stage publishes: its traceback is machine-free too
+    assert_machine_free((tmp_path / "04_shift_traffic.ipynb").read_text(), tmp_path)
 
 
 def test_header_notebook_pins_every_request(use_mesh, tmp_path: Path) -> None:

@@ -14,16 +14,15 @@ import yaml
 from workbook import chart
 from workbook.cluster import Cluster, connect
 from workbook.errors import ConfigError, WorkbookError
-from workbook.settings import STAGE_PLAN, Settings, validate_weight
-
-DEFAULT_REQUESTS = 1000  # per stage, as workbook.rollout.DEFAULT_REQUESTS
+from workbook.settings import DEFAULT_REQUESTS, STAGE_PLAN, Settings, validate_weight
 
 
 def _settings(args: argparse.Namespace) -> Settings:
     over: dict[str, Any] = {"target": args.target}
     if args.state_dir:
         over["state_dir"] = Path(args.state_dir).resolve()
-        os.environ["WORKBOOK_STATE_DIR"] = str(over["state_dir"])  # for notebook kernels too
+        if args.command in ("run", "walkthrough"):  # notebook kernels read the environment
+            os.environ["WORKBOOK_STATE_DIR"] = str(over["state_dir"])
     return Settings.from_env(**over)
 
 
@@ -52,7 +51,7 @@ def cmd_up(args: argparse.Namespace) -> None:
 
 def cmd_upgrade(args: argparse.Namespace) -> None:
     cluster = _cluster(args)
-    rel = cluster.upgrade(chart.parse_sets(args.set or []))  # type: ignore[attr-defined]
+    rel = cluster.upgrade(chart.parse_sets(args.set or []))
     print(_release_line(rel))
 
 

@@ -76,6 +76,9 @@ class Cluster(Protocol):
     def up(self, overrides: dict[str, Any] | None = None) -> Release:
         """Deploy stable and canary (install, or upgrade with these value overrides)."""
 
+    def upgrade(self, overrides: dict[str, Any], description: str = "upgrade") -> Release:
+        """A new revision from the deployed values plus these overrides (helm upgrade)."""
+
     def shift(self, canary_weight: int) -> Release:
         """Set the canary weight; return once the gateway serves it."""
 

@@ -589,6 +589,31 @@ def bootstrap(
     }
 
 
+def validation_bootstrap(config: EnvoyConfig, stat_prefix: str = "gateway") -> dict[str, Any]:
+    """A static bootstrap holding ``config`` inline, for ``envoy --mode validate`` (pure).
+
+    Envoy checks what Python cannot (RE2 regexes, proto constraints) before any file is replaced.
+    """
+    boot = bootstrap(
+        admin_port=0,
+        listener_port=0,
+        cds_path="",
+        cds_dir="",
+        rds_path="",
+        rds_dir="",
+        stat_prefix=stat_prefix,
+    )
+    del boot["dynamic_resources"], boot["admin"]
+    hcm = boot["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+    routes = {k: v for k, v in config.routes.items() if k != "@type"}
+    del hcm["typed_config"]["rds"]
+    hcm["typed_config"]["route_config"] = routes
+    boot["static_resources"]["clusters"] = [
+        {k: v for k, v in c.items() if k != "@type"} for c in config.clusters
+    ]
+    return boot
+
+
 # ---- stats ------------------------------------------------------------------------------------
 
 

@@ -42,7 +42,9 @@ class NotRunningError(MeshError):
 
 
 class AlreadyRunningError(MeshError):
-    """A local mesh already runs for this state directory."""
+    """A local mesh already runs for this state directory (a usage error: exit code 2)."""
+
+    exit_code = 2
 
 
 class ReadinessError(MeshError):

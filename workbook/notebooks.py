@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from workbook.errors import ConfigError, WorkbookError
-from workbook.settings import project_root
+from workbook.settings import DEFAULT_REQUESTS, project_root
 
 NOTEBOOKS = (
     "01_workspace_setup",
@@ -70,7 +70,7 @@ def run_notebook(
             f"(executed copy: {out})"
         ) from None
     finally:
-        _relative_paths(out, src)
+        _relative_paths(out, src)  # while WORKBOOK_RUN_DIR still names this run
         if env_before is None:
             os.environ.pop("WORKBOOK_RUN_DIR", None)
         else:
@@ -83,7 +83,7 @@ def walkthrough(
     *,
     target: str = "local",
     stages: tuple[int, ...] | None = None,
-    requests: int = 1000,
+    requests: int = DEFAULT_REQUESTS,
     decision: str = "promote",
     echo: Any = print,
 ) -> list[Path]:
@@ -122,7 +122,7 @@ def walkthrough(
         echo(f"running {name} {params}")
         try:
             outputs.append(run_notebook(name, params, run_dir=run_dir / folder))
-        except NotebookError as e:
+        except Exception as e:  # a failed cell, a timeout, a dead kernel: roll back all the same
             echo(f"  failed: {e}")
             decision = "rollback"
             break
@@ -148,4 +148,27 @@ def _relative_paths(out: Path, src: Path) -> None:
     if meta:
         meta["input_path"] = f"notebooks/{src.name}"
         meta["output_path"] = out.name
-        nbformat.write(nb, out)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            for field in ("text", "evalue"):
+                if isinstance(output.get(field), str):
+                    output[field] = machine_free(output[field])
+            if "traceback" in output:
+                output["traceback"] = [machine_free(line) for line in output["traceback"]]
+    nbformat.write(nb, out)
+
+
+def machine_free(text: str) -> str:
+    """Text with this machine's paths (checkout, environment, home, run dir) made relative."""
+    import sys
+
+    roots = {
+        str(out_dir): "<run>"
+        for out_dir in [Path(os.environ.get("WORKBOOK_RUN_DIR", "")).resolve()]
+        if str(out_dir) != "/"
+    }
+    roots.update({str(project_root()): ".", sys.prefix: "<venv>", str(Path.home()): "~"})
+    for root, short in sorted(roots.items(), key=lambda kv: -len(kv[0])):
+        if root and root not in (".", "/"):
+            text = text.replace(root + "/", short + "/").replace(root, short)
+    return text

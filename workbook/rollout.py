@@ -12,9 +12,14 @@ from workbook import analysis, chart, kiali, traffic
 from workbook.cluster import Cluster, Release
 from workbook.errors import ConfigError, WorkbookError
 from workbook.local.files import read_json, write_json
-from workbook.settings import HEADER_NAME, SPLIT_ALPHA, STAGE_PLAN, Settings, validate_weight
-
-DEFAULT_REQUESTS = 1000
+from workbook.settings import (
+    DEFAULT_REQUESTS,
+    HEADER_NAME,
+    SPLIT_ALPHA,
+    STAGE_PLAN,
+    Settings,
+    validate_weight,
+)
 
 
 @dataclass
@@ -157,7 +162,7 @@ def deploy(
     )
     running = getattr(cluster, "running", None)
     if running is not None and running():
-        return cluster.upgrade(overrides, f"deploy canary at {canary_weight}%")  # type: ignore[attr-defined]
+        return cluster.upgrade(overrides, f"deploy canary at {canary_weight}%")
     return cluster.up(overrides)
 
 

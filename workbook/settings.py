@@ -17,6 +17,9 @@ STAGE_PLAN: tuple[int, ...] = (10, 50, 100)
 #: because a false alarm rolls back a healthy canary; misrouting is gross and still caught.
 SPLIT_ALPHA = 0.001
 
+#: Requests each stage sends through the gateway (enough for the split test at 10%).
+DEFAULT_REQUESTS = 1000
+
 #: Request header that pins a request to one version: ``x-model-version: stable|canary``.
 HEADER_NAME = "x-model-version"
 
@@ -56,7 +59,7 @@ def validate_weight(value: Any, obj: str = "canary", field_name: str = "weight")
 
 
 def validate_stage_plan(stages: tuple[int, ...] | list[int]) -> tuple[int, ...]:
-    """Weights strictly increasing, each 1..100: a rollout only moves traffic towards the canary."""
+    """Weights strictly increasing, each 0..100: a rollout only moves traffic towards the canary."""
     out = tuple(validate_weight(w, "stage plan", f"stages[{i}]") for i, w in enumerate(stages))
     for i in range(1, len(out)):
         if out[i] <= out[i - 1]:
@@ -103,7 +106,11 @@ class Settings:
             if raw is None:
                 continue
             if name == "stages":
-                values[name] = tuple(int(x) for x in raw.split(",") if x.strip())
+                values[name] = tuple(
+                    validate_weight(x, "WORKBOOK_STAGES", f"[{i}]")
+                    for i, x in enumerate(raw.split(","))
+                    if x.strip()
+                )
             elif name in ("state_dir", "chart_dir"):
                 values[name] = Path(raw)
             else:

@@ -59,7 +59,7 @@ class LocalCluster:
     def running(self) -> bool:
         return self.info() is not None
 
-    def _call(self, method: str, path: str, body: Any = None, timeout: float = 300) -> Any:
+    def _call(self, method: str, path: str, body: Any = None, timeout: float | None = 30) -> Any:
         info = self.info()
         if info is None:
             raise NotRunningError(
@@ -76,7 +76,11 @@ class LocalCluster:
             with urllib.request.urlopen(req, timeout=timeout) as r:
                 return json.loads(r.read() or b"null")
         except urllib.error.HTTPError as e:
-            payload = json.loads(e.read() or b"{}")
+            body = e.read()
+            try:
+                payload = json.loads(body or b"{}")
+            except ValueError:
+                payload = {"error": f"HTTP {e.code} from the supervisor: {body[:200]!r}"}
             raise _error(payload) from None
         except (urllib.error.URLError, OSError) as e:
             raise MeshError(f"the local mesh supervisor did not answer {path}: {e}") from None
@@ -94,7 +98,12 @@ class LocalCluster:
                 "or `workbook down` first"
             )
         values = chart.merge_values(self.settings.chart_values(), overrides or {})
-        chart.render(values, release=self.settings.release, namespace=self.settings.namespace)
+        chart.render(
+            values,
+            release=self.settings.release,
+            namespace=self.settings.namespace,
+            chart_dir=self.settings.chart_dir,
+        )
         if gateway_port:
             check_port_free(gateway_port, "gateway")
         from workbook.packaging import ensure_demo_images
@@ -144,13 +153,22 @@ class LocalCluster:
         """The route configuration the gateway serves right now (Envoy's config dump)."""
         return dict(self._call("GET", "/routes"))
 
+    def served_clusters(self) -> list[dict[str, Any]]:
+        """The clusters (one per version subset, with endpoints) the gateway serves right now."""
+        return list(self._call("GET", "/clusters"))
+
     def down(self, keep_history: bool = False) -> None:
         """Stop every process; forget the release history unless asked (helm uninstall)."""
         info = self.info()
         if info is not None:
             self._call("POST", "/down", {})
-            deadline = time.monotonic() + 30
-            while _pid_alive(int(info["pid"])) and time.monotonic() < deadline:
+            deadline = time.monotonic() + 60
+            while _pid_alive(int(info["pid"])):
+                if time.monotonic() > deadline:
+                    raise MeshError(
+                        f"the mesh supervisor (pid {info['pid']}) did not stop within 60 s; "
+                        f"see {mesh_dir(self.settings) / 'supervisor.log'}"
+                    )
                 time.sleep(0.1)
         if not keep_history:
             for p in (mesh_dir(self.settings) / "releases").glob("*.json"):
@@ -160,7 +178,9 @@ class LocalCluster:
     # ---- helpers -------------------------------------------------------------------------------
 
     def _release(self, path: str, body: dict[str, Any]) -> Release:
-        return Release(manifest="", **self._call("POST", path, body))
+        # no client deadline: the supervisor bounds a release by the pods' startup budget, and
+        # giving up early would report a failure for a release that then deploys
+        return Release(manifest="", **self._call("POST", path, body, timeout=None))
 
     def _spawn(self, gateway_port: int, timeout_s: float = 30.0) -> None:
         root = mesh_dir(self.settings)

@@ -19,8 +19,8 @@ import aiohttp
 import yaml
 
 from workbook import envoy
-from workbook.errors import MeshError, ReadinessError
-from workbook.local.files import write_atomic, write_yaml
+from workbook.errors import ConfigError, MeshError, ReadinessError
+from workbook.local.files import die_with_parent, write_atomic, write_yaml
 
 STAT_PREFIX = "gateway"
 RDS_STAT = f"http.{STAT_PREFIX}.rds.{envoy.ROUTE_NAME}"
@@ -90,7 +90,7 @@ class Gateway:
         ]
         with open(self.root / "envoy.log", "ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                *argv, stdout=log, stderr=log, start_new_session=True
+                *argv, stdout=log, stderr=log, start_new_session=True, preexec_fn=die_with_parent
             )
         deadline = time.monotonic() + timeout_s
         while True:
@@ -106,6 +106,25 @@ class Gateway:
                 raise ReadinessError(f"Envoy was not LIVE within {timeout_s:.0f} s")
             await asyncio.sleep(0.05)
 
+    async def validate(self, config: envoy.EnvoyConfig, what: str) -> None:
+        """Have Envoy itself check ``config`` (``--mode validate``) before anything is replaced."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / ".validate.yaml"
+        write_atomic(path, yaml.safe_dump(envoy.validation_bootstrap(config, STAT_PREFIX)))
+        proc = await asyncio.create_subprocess_exec(
+            envoy_binary(), "--mode", "validate", "-c", str(path), "--log-level", "error",
+            "--disable-hot-restart",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )  # fmt: skip
+        out, _ = await proc.communicate()
+        if proc.returncode != 0:
+            lines = [ln for ln in out.decode(errors="replace").splitlines() if ln.strip()]
+            reason = next((ln for ln in lines if "rror" in ln or "invalid" in ln), "")
+            reason = reason.split("] ", 1)[-1] if reason else (lines[-1] if lines else "")
+            reason = reason.split("': ", 1)[-1]  # drop "error initializing configuration '<path>'"
+            raise ConfigError(what, "", f"is rejected by Envoy: {reason.strip()}")
+
     async def push(self, config: envoy.EnvoyConfig, timeout_s: float = 10.0) -> str:
         """Serve ``config``: clusters added, routes switched, unused clusters removed."""
         new_names = {c["name"] for c in config.clusters}
@@ -115,9 +134,10 @@ class Gateway:
         if config.routes != self._routes:
             version = f"r{next(self._versions)}"
             previous = self.rds_path.read_text() if self.rds_path.exists() else None
+            rejected = await self._counter(f"{RDS_STAT}.update_rejected")
             write_yaml(self.rds_path, envoy.rds_document(config, version))
             try:
-                await self._wait_routes(version, timeout_s)
+                await self._wait_routes(version, rejected, timeout_s)
             except MeshError:
                 if previous is not None:
                     write_atomic(self.rds_path, previous)
@@ -144,8 +164,7 @@ class Gateway:
             await asyncio.sleep(0.01)
         self._clusters = clusters
 
-    async def _wait_routes(self, version: str, timeout_s: float) -> None:
-        rejected = await self._counter(f"{RDS_STAT}.update_rejected")
+    async def _wait_routes(self, version: str, rejected: int, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while await self.route_version() != version:
             if await self._counter(f"{RDS_STAT}.update_rejected") > rejected:
@@ -169,6 +188,12 @@ class Gateway:
             if cfg.get("route_config", {}).get("name") == envoy.ROUTE_NAME:
                 return dict(cfg["route_config"])
         return {}
+
+    async def served_clusters(self) -> list[dict[str, Any]]:
+        """The clusters Envoy serves right now (its config dump), sorted by name."""
+        dump = await self._get_json("/config_dump?resource=dynamic_active_clusters")
+        clusters = [dict(c["cluster"]) for c in dump.get("configs", []) if "cluster" in c]
+        return sorted(clusters, key=lambda c: str(c.get("name")))
 
     async def stats(self) -> dict[str, Any]:
         """Envoy's stats as JSON (admin ``/stats?format=json``)."""
@@ -198,8 +223,11 @@ class Gateway:
             return await r.text()
 
     async def _get_json(self, path: str) -> dict[str, Any]:
-        async with (await self._http()).get(self.admin_url + path) as r:
-            return dict(await r.json(content_type=None))
+        try:
+            async with (await self._http()).get(self.admin_url + path) as r:
+                return dict(await r.json(content_type=None))
+        except (TimeoutError, aiohttp.ClientError, ValueError) as e:
+            raise MeshError(f"the gateway's admin did not answer {path}: {e!r}") from None
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.returncode is None

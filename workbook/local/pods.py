@@ -24,7 +24,7 @@ import aiohttp
 
 from workbook.envoy import Endpoint
 from workbook.errors import ConfigError, ReadinessError
-from workbook.local.files import free_port
+from workbook.local.files import die_with_parent, free_port
 from workbook.registry import ImageStore
 
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
@@ -263,7 +263,13 @@ class PodManager:
             argv, env, home = self._command(pod)
             with open(home / "pod.log", "ab") as log:
                 pod.proc = await asyncio.create_subprocess_exec(
-                    *argv, env=env, cwd=home, stdout=log, stderr=log, start_new_session=True
+                    *argv,
+                    env=env,
+                    cwd=home,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                    preexec_fn=die_with_parent,
                 )
             pod.pid = pod.proc.pid
             started = time.monotonic()

@@ -58,10 +58,9 @@ class ReleaseStore:
             updated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             manifest=manifest,
         )
-        if status == "deployed":
-            prev = self.deployed()
-            if prev is not None:
-                prev.status = "superseded"
-                write_json(self._path(prev.revision), prev.__dict__)
-        write_json(self._path(rel.revision), rel.__dict__)
+        prev = self.deployed() if status == "deployed" else None
+        write_json(self._path(rel.revision), rel.__dict__)  # first: never nothing deployed
+        if prev is not None:
+            prev.status = "superseded"
+            write_json(self._path(prev.revision), prev.__dict__)
         return rel

@@ -18,6 +18,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,21 @@ def info_path(settings: Settings) -> Path:
 
 def key(obj: dict[str, Any]) -> tuple[str, str]:
     return obj.get("kind", ""), obj.get("metadata", {}).get("name", "")
+
+
+def check_shape(obj: Any, index: int) -> None:
+    """An applied document is an Istio object with a string name (before anything else reads it)."""
+    where = f"document {index}"
+    if not isinstance(obj, dict) or obj.get("kind") not in ISTIO_KINDS:
+        kind = obj.get("kind") if isinstance(obj, dict) else type(obj).__name__
+        raise ConfigError(where, "kind", f"must be one of {list(ISTIO_KINDS)}, got {kind!r}")
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        raise ConfigError(f"{where} ({obj['kind']})", "metadata", "must be a mapping")
+    if not isinstance(meta.get("name"), str) or not meta["name"]:
+        raise ConfigError(f"{where} ({obj['kind']})", "metadata.name", "must be a non-empty string")
+    if not isinstance(obj.get("spec"), dict):
+        raise ConfigError(f"{obj['kind']} {meta['name']}", "spec", "must be a mapping")
 
 
 def overlay(base: list[dict[str, Any]], applied: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -104,6 +120,7 @@ class Supervisor:
         self.lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         self._resync_task: asyncio.Task[None] | None = None
+        self._dirty = False
 
     # ---- reconcile ---------------------------------------------------------------------------
 
@@ -127,40 +144,55 @@ class Supervisor:
 
     async def _changed(self) -> None:
         """A pod became ready or went away: resync the gateway once the current change is done."""
+        self._dirty = True
         if self._resync_task is None or self._resync_task.done():
             self._resync_task = asyncio.create_task(self._resync())
 
     async def _resync(self) -> None:
-        async with self.lock:
-            if self.objects:
-                config = self._translate(self.objects, self.pods.endpoints())
+        while self._dirty:  # a change during a push gets its own push
+            self._dirty = False
+            async with self.lock:
+                if not self.objects:
+                    continue
                 try:
-                    await self.gateway.push(config)
-                except WorkbookError as e:
+                    await self.gateway.push(self._translate(self.objects, self.pods.endpoints()))
+                except Exception as e:
                     log.error("resync failed: %s", e)
 
-    async def release(self, values: dict[str, Any], description: str) -> Release:
-        """Render, validate, start pods, switch the gateway, stop old pods: one new revision."""
+    async def release(
+        self, make: Callable[[Release | None], tuple[dict[str, Any], str]]
+    ) -> Release:
+        """Render, validate, start pods, switch the gateway, stop old pods: one new revision.
+
+        ``make`` turns the deployed revision into (values, description) under the lock, so
+        concurrent verbs never build on values that another release is replacing.
+        """
         async with self.lock:
+            values, description = make(self.releases.deployed())
             docs = chart.render(
-                values, release=self.settings.release, namespace=self.settings.namespace
+                values,
+                release=self.settings.release,
+                namespace=self.settings.namespace,
+                chart_dir=self.settings.chart_dir,
             )
             manifest = yaml.safe_dump_all(docs, sort_keys=False)
             deployments = [d for d in docs if d.get("kind") == "Deployment"]
             istio.validate([d for d in docs if d.get("kind") in ISTIO_KINDS])
-            self._translate(docs, self._prospective_endpoints(docs))
+            await self.gateway.validate(
+                self._translate(docs, self._prospective_endpoints(docs)),
+                f"the Istio objects of release {self.settings.release}",
+            )
             self.pods.check_images(deployments)
+            started = []
             try:
                 started = await self.pods.scale_up(deployments)
-            except WorkbookError as e:
-                self.releases.record(values, manifest, f"{description} (failed: {e})", "failed")
-                raise
-            surplus = self.pods.surplus(deployments)
-            keep = [p.endpoint() for p in self.pods.pods.values() if p.ready and p not in surplus]
-            try:
+                surplus = self.pods.surplus(deployments)
+                keep = [
+                    p.endpoint() for p in self.pods.pods.values() if p.ready and p not in surplus
+                ]
                 await self.gateway.push(self._translate(docs, keep))
-            except WorkbookError as e:
-                await self.pods.stop(started)
+            except BaseException as e:
+                await self._undo(started)
                 self.releases.record(values, manifest, f"{description} (failed: {e})", "failed")
                 raise
             self.objects = docs
@@ -168,61 +200,80 @@ class Supervisor:
             await self.pods.stop(surplus)
             return self.releases.record(values, manifest, description, "deployed")
 
-    def current(self) -> Release:
-        rel = self.releases.deployed()
-        if rel is None:
+    async def _undo(self, started: list[Any]) -> None:
+        """After a failed release: stop its new pods and serve the previous objects again."""
+        await self.pods.stop(started)
+        if self.objects:
+            try:
+                await self.gateway.push(self._translate(self.objects, self.pods.endpoints()))
+            except Exception as e:  # the gateway keeps what it has; say so in the log
+                log.error("could not restore the previous configuration: %s", e)
+
+    @staticmethod
+    def _deployed(current: Release | None) -> Release:
+        if current is None:
             raise MeshError("nothing is deployed yet; run `workbook up` first")
-        return rel
+        return current
 
     async def shift(self, weight: Any) -> Release:
         w = validate_weight(weight)
-        values = copy.deepcopy(self.current().values)
-        canary = values.setdefault("canary", {})
-        if canary.get("enabled", True) is False:
-            raise ConfigError(
-                "canary",
-                "enabled",
-                "is false: no canary is deployed; deploy one with "
-                "`workbook upgrade --set canary.enabled=true --set canary.image.tag=...`",
-            )
-        canary["weight"] = w
-        return await self.release(values, f"shift canary to {w}%")
+
+        def make(current: Release | None) -> tuple[dict[str, Any], str]:
+            values = copy.deepcopy(self._deployed(current).values)
+            canary = values.setdefault("canary", {})
+            if canary.get("enabled", True) is False:
+                raise ConfigError(
+                    "canary",
+                    "enabled",
+                    "is false: no canary is deployed; deploy one with "
+                    "`workbook upgrade --set canary.enabled=true --set canary.image.tag=...`",
+                )
+            canary["weight"] = w
+            return values, f"shift canary to {w}%"
+
+        return await self.release(make)
 
     async def upgrade(self, overrides: dict[str, Any], description: str = "upgrade") -> Release:
-        base = self.releases.deployed()
-        values = chart.merge_values(base.values if base else {}, overrides)
-        return await self.release(values, description)
+        def make(current: Release | None) -> tuple[dict[str, Any], str]:
+            return chart.merge_values(current.values if current else {}, overrides), description
+
+        return await self.release(make)
 
     async def rollback(self, revision: int | None) -> Release:
-        current = self.current()
-        if revision is None:
-            earlier = [
-                r
-                for r in self.releases.history()
-                if r.revision < current.revision and r.status != "failed"
-            ]
-            if not earlier:
-                raise ConfigError(
-                    "rollback", "revision", "there is no earlier revision to return to"
-                )
-            target = earlier[-1]
-        else:
-            target = self.releases.get(revision)
-        return await self.release(copy.deepcopy(target.values), f"rollback to {target.revision}")
+        def make(current: Release | None) -> tuple[dict[str, Any], str]:
+            current = self._deployed(current)
+            if revision is None:
+                earlier = [
+                    r
+                    for r in self.releases.history()
+                    if r.revision < current.revision and r.status != "failed"
+                ]
+                if not earlier:
+                    raise ConfigError(
+                        "rollback", "revision", "there is no earlier revision to return to"
+                    )
+                target = earlier[-1]
+            else:
+                target = self.releases.get(revision)
+            return copy.deepcopy(target.values), f"rollback to {target.revision}"
+
+        return await self.release(make)
 
     async def promote(self) -> Release:
-        values = copy.deepcopy(self.current().values)
-        canary = chart.merge_values(
-            chart.default_values().get("canary", {}), values.get("canary", {})
-        )
-        if canary.get("enabled", True) is False:
-            raise ConfigError("canary", "enabled", "is false: there is no canary to promote")
-        stable = values.setdefault("stable", {})
-        stable["image"] = copy.deepcopy(canary["image"])
-        stable["version"] = canary["version"]
-        stable["env"] = copy.deepcopy(canary.get("env", []))
-        values["canary"] = {**values.get("canary", {}), "enabled": False, "weight": 0}
-        return await self.release(values, f"promote {canary['version']} to stable")
+        def make(current: Release | None) -> tuple[dict[str, Any], str]:
+            values = copy.deepcopy(self._deployed(current).values)
+            defaults = chart.default_values(self.settings.chart_dir).get("canary", {})
+            canary = chart.merge_values(defaults, values.get("canary", {}))
+            if canary.get("enabled", True) is False:
+                raise ConfigError("canary", "enabled", "is false: there is no canary to promote")
+            stable = values.setdefault("stable", {})
+            stable["image"] = copy.deepcopy(canary["image"])
+            stable["version"] = canary["version"]
+            stable["env"] = copy.deepcopy(canary.get("env", []))
+            values["canary"] = {**values.get("canary", {}), "enabled": False, "weight": 0}
+            return values, f"promote {canary['version']} to stable"
+
+        return await self.release(make)
 
     async def apply(self, objects: list[dict[str, Any]]) -> list[str]:
         """Apply Istio objects over the release's own until the next release (kubectl apply)."""
@@ -230,16 +281,18 @@ class Supervisor:
             if not self.objects:
                 raise MeshError("nothing is deployed yet; run `workbook up` first")
             for i, o in enumerate(objects):
-                if not isinstance(o, dict) or o.get("kind") not in ISTIO_KINDS:
-                    kind = o.get("kind") if isinstance(o, dict) else type(o).__name__
-                    raise ConfigError(
-                        f"document {i}", "kind", f"must be one of {list(ISTIO_KINDS)}, got {kind!r}"
-                    )
-                o.setdefault("metadata", {}).setdefault("namespace", self.settings.namespace)
+                check_shape(o, i)
+                o["metadata"].setdefault("namespace", self.settings.namespace)
             applied = overlay(read_json(self.applied_path, []), objects)
             candidate = overlay(self.objects, applied)
             istio.validate([o for o in candidate if o.get("kind") in ISTIO_KINDS])
-            await self.gateway.push(self._translate(candidate, self.pods.endpoints()))
+            config = self._translate(candidate, self.pods.endpoints())
+            await self.gateway.validate(config, ", ".join(istio.ref(o) for o in objects))
+            try:
+                await self.gateway.push(config)
+            except BaseException:
+                await self._undo([])
+                raise
             self.objects = candidate
             write_json(self.applied_path, applied)
             return [f"{istio.ref(o)} configured" for o in objects]
@@ -382,6 +435,10 @@ def routes(sup: Supervisor) -> web.RouteTableDef:
     async def served(_: web.Request) -> web.Response:
         return ok(await sup.gateway.served_routes())
 
+    @r.get("/clusters")
+    async def clusters(_: web.Request) -> web.Response:
+        return ok(await sup.gateway.served_clusters())
+
     @r.post("/down")
     async def down(_: web.Request) -> web.Response:
         sup.stopping.set()
@@ -400,6 +457,17 @@ async def errors_as_json(request: web.Request, handler: Any) -> web.StreamRespon
         )
     except json.JSONDecodeError as e:
         return web.json_response({"error": f"request body: {e}", "type": "ConfigError"}, status=400)
+    except web.HTTPException:
+        raise
+    except Exception as e:  # a bug: say what happened instead of an HTML 500
+        log.exception("unexpected error in %s", request.path)
+        return web.json_response(
+            {
+                "error": f"unexpected {type(e).__name__}: {e}; see mesh/supervisor.log",
+                "type": "MeshError",
+            },
+            status=500,
+        )
 
 
 async def serve(settings: Settings, gateway_port: int, admin_port: int) -> None:
@@ -410,8 +478,9 @@ async def serve(settings: Settings, gateway_port: int, admin_port: int) -> None:
     app.add_routes(routes(sup))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    api_port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", api_port).start()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    api_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, sup.stopping.set)
