@@ -153,10 +153,11 @@ def test_default_values_follow_the_contract() -> None:
 def test_settings_chart_values_render() -> None:
     settings = Settings(stable_version="v7", canary_version="v8", header_name="x-pin")
     docs = chart.render(settings.chart_values())
-    subsets = {
-        s["name"]: s["labels"]["version"] for s in one(docs, "DestinationRule")["spec"]["subsets"]
+    versions = {
+        d["metadata"]["labels"]["track"]: d["spec"]["template"]["metadata"]["labels"]["version"]
+        for d in by_kind(docs, "Deployment")
     }
-    assert subsets == {"stable": "v7", "canary": "v8"}
+    assert versions == {"stable": "v7", "canary": "v8"}
     assert "x-pin" in routes(docs)["pin-canary"]["match"][0]["headers"]
 
 
@@ -263,13 +264,11 @@ def test_canary_disabled_removes_canary_everywhere() -> None:
     assert "canary" not in text.replace("helm.sh/chart: scoring-canary", "")
 
 
-def test_equal_versions_fail_with_a_clear_message() -> None:
-    with pytest.raises(ChartError) as info:
-        chart.render({"canary": {"version": "v1"}})
-    assert "stable.version and canary.version must differ" in str(info.value)
-    assert "templates/deployments.yaml:" in str(info.value)
-    # Without a canary there is nothing to tell apart.
-    chart.render({"canary": {"version": "v1", "enabled": False}})
+def test_equal_versions_render_with_subsets_apart_by_track() -> None:
+    """While a promotion rolls out, stable and canary run the same version: still two subsets."""
+    docs = chart.render({"canary": {"version": "v1"}})
+    subsets = {s["name"]: s["labels"] for s in one(docs, "DestinationRule")["spec"]["subsets"]}
+    assert subsets == {"stable": {"track": "stable"}, "canary": {"track": "canary"}}
 
 
 def test_template_errors_carry_the_template_position(tmp_path: Path) -> None:
@@ -337,7 +336,7 @@ def test_selector_excludes_version_and_selects_the_pods() -> None:
         assert pod_labels["app.kubernetes.io/version"] == pod_labels["version"]
 
 
-def test_subsets_select_pods_by_version() -> None:
+def test_subsets_select_pods_by_track_and_pods_carry_their_version() -> None:
     docs = chart.render({"stable": {"version": "1.2.0"}, "canary": {"version": "1.3.0"}})
     pods = {
         d["metadata"]["name"]: d["spec"]["template"]["metadata"]["labels"]
@@ -346,8 +345,10 @@ def test_subsets_select_pods_by_version() -> None:
     dr = one(docs, "DestinationRule")
     assert dr["spec"]["host"] == "scoring.canary-demo.svc.cluster.local"
     for subset in dr["spec"]["subsets"]:
+        assert subset["labels"] == {"track": subset["name"]}
         assert subset["labels"].items() <= pods[f"scoring-{subset['name']}"].items()
-        assert subset["labels"]["version"] == {"stable": "1.2.0", "canary": "1.3.0"}[subset["name"]]
+        version = pods[f"scoring-{subset['name']}"]["version"]
+        assert version == {"stable": "1.2.0", "canary": "1.3.0"}[subset["name"]]
 
 
 def test_pods_probe_slash_on_the_http_port() -> None:

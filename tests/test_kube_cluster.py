@@ -577,11 +577,15 @@ def test_promote_gives_stable_the_canary_and_retires_it(
     cluster, helm = deployed
     cluster.shift(100)
     rel = cluster.promote()
-    values = helm.writes()[-1][1]
+    # two revisions: first stable rolls to the canary's image while the canary keeps 100%
+    first, last = helm.writes()[-2][1], helm.writes()[-1][1]
+    assert first["stable"]["image"] == {"repository": "scoring", "tag": "v2"}
+    assert first["canary"].get("enabled", True) is True and first["canary"]["weight"] == 100
+    values = last
     assert values["stable"]["version"] == "v2"
     assert values["stable"]["image"] == {"repository": "scoring", "tag": "v2"}
     assert values["canary"]["enabled"] is False and values["canary"]["weight"] == 0
-    assert rel.description == "promote v2 to stable"
+    assert rel.description == "promote v2: canary retired"
     vs = kube.stored("VirtualService", NS, "scoring")
     assert vs is not None
     assert vs["spec"]["http"][-1]["route"][0]["weight"] == 100

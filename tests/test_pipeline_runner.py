@@ -570,3 +570,28 @@ def test_an_unsupported_construct_is_recorded_then_raised(tmp_path: Path) -> Non
         )
     (stage,) = pipeline_json(tmp_path)["stages"]
     assert stage["result"] == "failed" and "runOnce" in stage["reason"]
+
+
+def test_failed_sees_indirect_dependencies_as_azure_does(tmp_path: Path) -> None:
+    """A fails; C depends on B only (B skipped): failed() in C still sees A's failure, and D's
+    guard on A's result keeps it from running (the pipeline's Rollback after a failed Package)."""
+    result = run(
+        tmp_path,
+        """
+        stages:
+        - stage: A
+          jobs: [{job: a, steps: [{script: exit 3}]}]
+        - stage: B
+          dependsOn: A
+          jobs: [{job: b, steps: [{script: echo b}]}]
+        - stage: C
+          dependsOn: B
+          condition: failed()
+          jobs: [{job: c, steps: [{script: echo c}]}]
+        - stage: D
+          dependsOn: [A, B]
+          condition: and(in(dependencies.A.result, 'Succeeded', 'SucceededWithIssues'), failed())
+          jobs: [{job: d, steps: [{script: echo d}]}]
+        """,
+    )
+    assert result.results() == {"A": "failed", "B": "skipped", "C": "succeeded", "D": "skipped"}

@@ -47,7 +47,8 @@ def test_each_shift_stage_follows_the_one_before() -> None:
         assert deps[f"Shift_{w}"] == [previous]
         previous = f"Shift_{w}"
     assert set(deps["Promote"]) >= {f"Shift_{w}" for w in STAGE_PLAN}
-    assert set(deps["Rollback"]) == {"DeployCanary", "Promote", *(f"Shift_{w}" for w in STAGE_PLAN)}
+    rollback_deps = {"Package", "DeployCanary", "Promote", *(f"Shift_{w}" for w in STAGE_PLAN)}
+    assert set(deps["Rollback"]) == rollback_deps
 
 
 def test_a_shorter_plan_can_be_given_at_queue_time() -> None:

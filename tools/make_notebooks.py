@@ -184,6 +184,8 @@ from workbook.settings import Settings
     params("""
 target = "local"
 canary_weight = 0
+canary_version = ""  # default: the settings' canary version (v2)
+canary_image = ""  # default: the settings' registry/repository:<canary_version>
 # Rehearse a failing canary (dummy model only): this share of its answers fail after the first N.
 canary_error_rate = 0.0
 canary_errors_after = 0
@@ -199,7 +201,9 @@ settings = Settings.from_env(target=target)
 cluster = connect(settings)
 rollout.reset_stages(settings)
 canary_env = rollout.fault_env(canary_error_rate, canary_errors_after)
-release = rollout.deploy(cluster, canary_weight, canary_env)
+release = rollout.deploy(
+    cluster, canary_weight, canary_env, canary_image=canary_image, canary_version=canary_version
+)
 print(f"revision {release.revision}: {release.description}")
 """
     ),

@@ -12,6 +12,7 @@ from workbook import analysis, chart, kiali, traffic
 from workbook.cluster import Cluster, Release
 from workbook.errors import ConfigError, WorkbookError
 from workbook.local.files import read_json, write_json
+from workbook.registry import parse_image_ref
 from workbook.settings import (
     DEFAULT_REQUESTS,
     HEADER_NAME,
@@ -149,21 +150,44 @@ class StageFailed(WorkbookError):
 
 
 def deploy(
-    cluster: Cluster, canary_weight: int = 0, canary_env: dict[str, str] | None = None
+    cluster: Cluster,
+    canary_weight: int = 0,
+    canary_env: dict[str, str] | None = None,
+    *,
+    canary_image: str = "",
+    canary_version: str = "",
 ) -> Release:
-    """Install (or upgrade) stable + canary at an initial canary weight; returns when ready.
+    """Deploy the canary next to what production runs; returns when both tracks are ready.
 
-    ``canary_env`` sets environment variables on the canary pods only (replacing earlier ones).
+    With a release in place this is an upgrade that only touches the canary (stable stays what
+    it is, e.g. the version promoted last time); otherwise an install with the settings' stable.
+    ``canary_image`` is the reference packaging produced (default: the settings' image of
+    ``canary_version``); ``canary_env`` sets environment variables on the canary pods only.
     """
-    env = [{"name": k, "value": str(v)} for k, v in (canary_env or {}).items()]
-    overrides = chart.merge_values(
-        cluster.settings.chart_values(),  # stable and canary versions and images, explicitly
-        {"canary": {"enabled": True, "weight": validate_weight(canary_weight), "env": env}},
-    )
-    running = getattr(cluster, "running", None)
-    if running is not None and running():
-        return cluster.upgrade(overrides, f"deploy canary at {canary_weight}%")
-    return cluster.up(overrides)
+    settings = cluster.settings
+    version = canary_version or settings.canary_version
+    ref = parse_image_ref(canary_image or settings.image(version))
+    canary = {
+        "enabled": True,
+        "weight": validate_weight(canary_weight),
+        "version": version,
+        "image": {"repository": ref.repository, "tag": ref.tag},
+        "env": [{"name": k, "value": str(v)} for k, v in (canary_env or {}).items()],
+    }
+    overrides: dict[str, Any] = {"canary": canary}
+    if canary_image and ref.registry:
+        overrides["image"] = {"registry": ref.registry}
+    description = f"deploy canary {version} at {canary_weight}%"
+    if _has_release(cluster):
+        return cluster.upgrade(overrides, description)
+    return cluster.up(chart.merge_values(settings.chart_values(), overrides))
+
+
+def _has_release(cluster: Cluster) -> bool:
+    try:
+        return any(r.status == "deployed" for r in cluster.history())
+    except WorkbookError:  # local: no mesh running; k8s: no release yet
+        return False
 
 
 def fault_env(error_rate: float = 0.0, errors_after: int = 0) -> dict[str, str]:
@@ -253,6 +277,8 @@ def decide(cluster: Cluster, decision: str) -> Release:
         )
     history = cluster.history()
     current = max((r.revision for r in history if r.status == "deployed"), default=0)
+    if not current:
+        raise StageFailed("nothing is deployed: there is no release to roll back")
     target = last_zero_weight_revision(history, current)
     if target is None:
         return cluster.shift(0)

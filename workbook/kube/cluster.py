@@ -265,14 +265,15 @@ class KubernetesCluster:
         canary = self._full(last).get("canary") or {}
         if not canary.get("enabled", True):
             raise ConfigError("canary", "enabled", "is false: there is no canary to promote")
-        values = chart.merge_values(
-            last,
-            {
-                "stable": {"version": canary["version"], "image": dict(canary["image"])},
-                "canary": {"enabled": False, "weight": 0},
-            },
-        )
-        return self._deploy(values, f"promote {canary['version']} to stable", install=False)
+        # 1: stable rolls to the canary's image while the canary keeps its traffic (the stable
+        #    subset selects by track, so old and new stable pods both serve during the rollout)
+        version = canary["version"]
+        stable = {"version": version, "image": dict(canary["image"]), "env": canary.get("env", [])}
+        values = chart.merge_values(last, {"stable": stable})
+        self._deploy(values, f"promote {version}: stable runs the canary's image", install=False)
+        # 2: only then is the canary retired and stable takes all traffic
+        values = chart.merge_values(values, {"canary": {"enabled": False, "weight": 0}})
+        return self._deploy(values, f"promote {version}: canary retired", install=False)
 
     def rollback(self, revision: int | None = None) -> Release:
         """``helm rollback`` (to the previous revision by default), then verify what it restored."""

@@ -260,7 +260,11 @@ class Supervisor:
         return await self.release(make)
 
     async def promote(self) -> Release:
-        def make(current: Release | None) -> tuple[dict[str, Any], str]:
+        """Two revisions, as on the cluster: stable takes the canary's image while the canary still
+        serves its share; then the canary is retired and stable takes all traffic."""
+        version: list[str] = []
+
+        def stable_takes_canary(current: Release | None) -> tuple[dict[str, Any], str]:
             values = copy.deepcopy(self._deployed(current).values)
             defaults = chart.default_values(self.settings.chart_dir).get("canary", {})
             canary = chart.merge_values(defaults, values.get("canary", {}))
@@ -270,10 +274,16 @@ class Supervisor:
             stable["image"] = copy.deepcopy(canary["image"])
             stable["version"] = canary["version"]
             stable["env"] = copy.deepcopy(canary.get("env", []))
-            values["canary"] = {**values.get("canary", {}), "enabled": False, "weight": 0}
-            return values, f"promote {canary['version']} to stable"
+            version.append(str(canary["version"]))
+            return values, f"promote {canary['version']}: stable runs the canary's image"
 
-        return await self.release(make)
+        def retire_canary(current: Release | None) -> tuple[dict[str, Any], str]:
+            values = copy.deepcopy(self._deployed(current).values)
+            values["canary"] = {**values.get("canary", {}), "enabled": False, "weight": 0}
+            return values, f"promote {version[0]}: canary retired"
+
+        await self.release(stable_takes_canary)
+        return await self.release(retire_canary)
 
     async def apply(self, objects: list[dict[str, Any]]) -> list[str]:
         """Apply Istio objects over the release's own until the next release (kubectl apply)."""

@@ -1,11 +1,11 @@
 """Run an Azure Pipelines YAML pipeline on this machine, stage by stage, the way the service would.
 
 Compile time is ``template.compile_pipeline``; this module is the runtime: stages in dependency
-order (a stage without ``dependsOn`` depends on the one before it), ``condition`` with the status
-functions over the direct dependencies, jobs and ``deployment`` jobs (runOnce hooks), ``script``
-and ``bash`` steps through ``bash --noprofile --norc`` with the variables in the environment,
-``##vso`` logging commands, output variables between jobs and stages, and the tasks registered in
-``workbook.pipeline.tasks``. Everything a run leaves is under ``runs/<run-id>/``::
+order (a stage without ``dependsOn`` depends on the one before it), ``condition`` with the
+status functions over direct and indirect dependencies, jobs and ``deployment`` jobs (runOnce
+hooks), ``script`` and ``bash`` steps through ``bash --noprofile --norc`` with the variables in
+the environment, ``##vso`` logging commands, output variables between jobs and stages, and the
+tasks registered in ``workbook.pipeline.tasks``. A run leaves everything under ``runs/<id>/``::
 
     pipeline.json                         result and timings of every stage, job and step
     <stage>/summary.md                    what ##vso[task.uploadsummary] uploaded
@@ -236,8 +236,8 @@ def job_order(jobs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[str
 def status_functions(
     dependencies: Mapping[str, str], own: str | None = None
 ) -> dict[str, Callable[..., bool]]:
-    """``succeeded()``, ``failed()``, ... over direct dependencies, or over ``own`` (a job's
-    status so far, for step conditions)."""
+    """``succeeded()``, ``failed()``, ... over the given dependencies (for a stage: direct and
+    indirect, as Azure computes them), or over ``own`` (a job's status so far, for steps)."""
 
     def pick(names: tuple[Any, ...]) -> list[str]:
         if own is not None:
@@ -353,6 +353,17 @@ class _Run:
                 value = value if isinstance(value, str) else json.dumps(value)
             scope.set(name, value, readonly=readonly)
 
+    def _upstream(self, depends_on: list[str]) -> list[str]:
+        """Every stage ``depends_on`` reaches, directly or through others, in run order."""
+        seen: dict[str, None] = {}
+        todo = list(depends_on)
+        while todo:
+            name = todo.pop()
+            if name not in seen:
+                seen[name] = None
+                todo.extend(self.stages[name].depends_on)
+        return [s for s in self.stages if s in seen]
+
     def _dependency_contexts(self, depends_on: list[str]) -> dict[str, Any]:
         """``dependencies`` and ``stageDependencies`` for the stages this one depends on."""
         deps: dict[str, Any] = {}
@@ -444,7 +455,8 @@ class _Run:
         condition = stage.get("condition", "succeeded()")
         record = StageRun(name, display, depends_on, str(condition), SKIPPED, started=_now())
         self.stages[name] = record
-        dep_results = {d: self.stages[d].result for d in depends_on}
+        # as in Azure, a stage's status functions see its direct and indirect dependencies
+        dep_results = {d: self.stages[d].result for d in self._upstream(depends_on)}
         names = self._dependency_contexts(depends_on)
         t0 = time.monotonic()
         if not self._condition(condition, dep_results, self.variables, names):
