@@ -279,6 +279,19 @@ def test_chart_owned_namespace_is_created_for_helm_to_adopt(kube: KubeFake, tmp_
     assert meta["annotations"]["meta.helm.sh/release-name"] == "scoring"
 
 
+def test_existing_namespace_gets_helms_ownership_to_be_adopted(
+    kube: KubeFake, tmp_path: Path
+) -> None:
+    kube.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    cluster = make_cluster(kube, tmp_path)
+    assert cluster.ensure_namespace(owned_by_chart=True) == "labelled"
+    meta = kube.stored("Namespace", None, NS)["metadata"]  # type: ignore[index]
+    assert meta["annotations"]["meta.helm.sh/release-name"] == "scoring"
+    assert meta["annotations"]["meta.helm.sh/release-namespace"] == NS
+    assert meta["labels"]["istio-injection"] == "enabled"
+    assert cluster.ensure_namespace(owned_by_chart=True) == "unchanged"
+
+
 # ---- apply and get ----------------------------------------------------------------------------
 
 

@@ -595,3 +595,31 @@ def test_failed_sees_indirect_dependencies_as_azure_does(tmp_path: Path) -> None
         """,
     )
     assert result.results() == {"A": "failed", "B": "skipped", "C": "succeeded", "D": "skipped"}
+
+
+def test_a_skipped_variable_group_keeps_the_machines_secret_and_masks_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """$(AZURE_CLIENT_SECRET) from a group skipped locally: the step sees the value this machine
+    has (not the literal macro), and the log never shows it."""
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "s3cret-value-xyz")
+    result = run(
+        tmp_path,
+        """
+        variables:
+        - group: canary-workbook
+        stages:
+        - stage: A
+          jobs:
+          - job: a
+            steps:
+            - script: |
+                test "$AZURE_CLIENT_SECRET" = "s3cret-value-xyz"
+                echo "secret is $AZURE_CLIENT_SECRET"
+              env:
+                AZURE_CLIENT_SECRET: $(AZURE_CLIENT_SECRET)
+        """,
+    )
+    assert result.results() == {"A": "succeeded"}
+    logs = "".join(p.read_text() for p in (tmp_path / "runs").rglob("*.log"))
+    assert "secret is" in logs and "s3cret-value-xyz" not in logs

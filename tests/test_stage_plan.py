@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workbook.pipeline import compile_pipeline, stage_order
+from workbook.pipeline import check_plan, compile_pipeline, stage_order
 from workbook.pipeline.template import load_yaml
 from workbook.settings import STAGE_PLAN
 
@@ -55,3 +55,22 @@ def test_a_shorter_plan_can_be_given_at_queue_time() -> None:
     compiled = compile_pipeline(PIPELINE, {"canaryWeights": "[25, 100]"}, repo_root=ROOT)
     names = [s["stage"] for s in compiled.stages]
     assert [n for n in names if n.startswith("Shift_")] == ["Shift_25", "Shift_100"]
+
+
+@pytest.mark.parametrize(
+    ("plan", "needle"),
+    [
+        ("50,10", "must be greater than 50"),
+        ("10,50", "must end at 100"),
+        ("10,x", "'x'"),
+        ("", "empty"),
+    ],
+)
+def test_check_plan_refuses_a_plan_that_is_no_rollout(plan: str, needle: str, capsys) -> None:
+    assert check_plan.main([plan] if plan else []) == 2
+    assert needle in capsys.readouterr().err
+
+
+def test_check_plan_accepts_the_stage_plan(capsys) -> None:
+    assert check_plan.main([",".join(map(str, STAGE_PLAN))]) == 0
+    assert "10% → 50% → 100%" in capsys.readouterr().out

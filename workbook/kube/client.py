@@ -414,14 +414,20 @@ def ensure_namespace(
         return "created"
     have = (current.get("metadata") or {}).get("labels") or {}
     if "istio.io/rev" in have and INJECTION_LABEL not in have:
-        return "unchanged"
+        want.pop(INJECTION_LABEL)  # revision-based injection: keep it
+    have_notes = (current.get("metadata") or {}).get("annotations") or {}
     missing = {k: v for k, v in want.items() if have.get(k) != v}
-    if not missing:
+    # Helm adopts an existing namespace only with its ownership annotations in place
+    notes = {k: v for k, v in dict(annotations or {}).items() if have_notes.get(k) != v}
+    if not missing and not notes:
         return "unchanged"
+    patch: dict[str, Any] = {"metadata": {}}
+    if missing:
+        patch["metadata"]["labels"] = missing
+    if notes:
+        patch["metadata"]["annotations"] = notes
     call(
-        lambda: core.patch_namespace(
-            name, {"metadata": {"labels": missing}}, _request_timeout=REQUEST_TIMEOUT
-        ),
+        lambda: core.patch_namespace(name, patch, _request_timeout=REQUEST_TIMEOUT),
         obj,
         "label",
     )

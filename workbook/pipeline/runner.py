@@ -35,7 +35,7 @@ from workbook.errors import ConfigError, WorkbookError
 from workbook.pipeline import tasks
 from workbook.pipeline.expressions import Evaluator, truthy
 from workbook.pipeline.template import CompiledPipeline, compile_pipeline
-from workbook.pipeline.variables import Command, Variables, mask, parse_command
+from workbook.pipeline.variables import Command, Variables, env_name, mask, parse_command
 
 SUCCEEDED, WITH_ISSUES, FAILED, SKIPPED = "succeeded", "succeededWithIssues", "failed", "skipped"
 OK_RESULTS = (SUCCEEDED, WITH_ISSUES)
@@ -52,6 +52,9 @@ TAIL_LINES = 15
 AGENT_NAME = "workbook-local"
 
 Log = Callable[[str], None]
+
+#: A step env value that is still a macro after expansion: the variable is not defined.
+_UNDEFINED_MACRO = re.compile(r"\$\(([A-Za-z0-9_.]+)\)")
 
 
 class PipelineError(WorkbookError):
@@ -687,7 +690,16 @@ class _Run:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         record.log = str(_rel(log_path, self.workdir))
         env = {**os.environ, **scope.environment()}
-        env.update({str(k): scope.expand(str(v)) for k, v in (step.get("env") or {}).items()})
+        masked = list(scope.secrets())
+        for k, v in (step.get("env") or {}).items():
+            value = scope.expand(str(v))
+            undefined = _UNDEFINED_MACRO.fullmatch(value)
+            if undefined and env_name(undefined.group(1)) in os.environ:
+                # e.g. $(AZURE_CLIENT_SECRET) from a variable group that is skipped here: the
+                # value this machine has stays, and is masked like a secret in the logs
+                value = os.environ[env_name(undefined.group(1))]
+                masked.append(value)
+            env[str(k)] = value
         if ctx.path_prefix:
             env["PATH"] = os.pathsep.join([*ctx.path_prefix, env.get("PATH", "")])
         cwd = Path(scope.expand(str(step.get("workingDirectory") or self.workdir)))
@@ -705,7 +717,7 @@ class _Run:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-            code, timed_out = self._wait(proc, log_path, limit, scope.secrets())
+            code, timed_out = self._wait(proc, log_path, limit, masked)
         script_file.unlink(missing_ok=True)
         record.exit_code = code
         text = log_path.read_text(encoding="utf-8", errors="replace")
@@ -718,9 +730,8 @@ class _Run:
             command = parse_command(line)
             if command is not None:
                 self._apply(command, scope, stage, job, record, ctx, cwd, outcome)
-        secrets = scope.secrets()
-        if secrets:
-            log_path.write_text(mask(text, secrets), encoding="utf-8")
+        if masked:
+            log_path.write_text(mask(text, masked), encoding="utf-8")
         return outcome
 
     def _wait(
