@@ -298,7 +298,7 @@ Points are the observed shares with 95% Wilson intervals; dashed bars are the co
     code(
         IGNORE
         + """
-stages = rollout.append_stage(settings, stage)
+stages = rollout.append_stage(settings, stage, run_dir())
 fig = plots.split_figure(stages, canary_version=settings.canary_version)
 plots.save(fig, run_dir() / f"split-{canary_weight:03d}.png")
 fig

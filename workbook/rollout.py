@@ -204,20 +204,32 @@ def stage_log(settings: Settings) -> Path:
     return settings.state_dir / "stages.json"
 
 
-def append_stage(settings: Settings, stage: StageResult) -> list[dict[str, Any]]:
+def append_stage(
+    settings: Settings, stage: StageResult, run_dir: Path | None = None
+) -> list[dict[str, Any]]:
     """Keep the stage in the rollout's log (a new deploy starts a new log); return all so far."""
     stages = list(read_json(stage_log(settings), []))
     stages.append(stage.to_dict())
     write_json(stage_log(settings), stages)
-    return stages
+    return stages_so_far(settings, run_dir)
 
 
 def reset_stages(settings: Settings) -> None:
     write_json(stage_log(settings), [])
 
 
-def stages_so_far(settings: Settings) -> list[dict[str, Any]]:
-    return list(read_json(stage_log(settings), []))
+def stages_so_far(settings: Settings, run_dir: Path | None = None) -> list[dict[str, Any]]:
+    """This rollout's stages, oldest first: the state dir's log, plus the stages recorded in the
+    sibling folders of ``run_dir`` (on pipeline agents each stage runs on a fresh machine, and
+    the earlier stages' artifacts are downloaded next to this one)."""
+    stages = list(read_json(stage_log(settings), []))
+    if run_dir is not None:
+        for path in sorted(Path(run_dir).parent.glob("*/records.json")):
+            recorded = read_json(path, {}).get("stage")
+            if isinstance(recorded, dict) and "started" in recorded:
+                stages.append(recorded)
+    unique = {(s.get("canary_weight"), round(float(s.get("started", 0)), 3)): s for s in stages}
+    return sorted(unique.values(), key=lambda s: float(s.get("started", 0)))
 
 
 def require_pass(stage: StageResult) -> None:
