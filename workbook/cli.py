@@ -239,69 +239,89 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbook", description=__doc__)
     p.add_argument("--target", choices=["local", "k8s"], default=None, help="default: local")
     p.add_argument("--state-dir", default=None, help="local mesh state (default .workbook/)")
+    # the same options after the verb (`workbook up --target k8s`), winning over the global ones
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--target", choices=["local", "k8s"], default=argparse.SUPPRESS)
+    common.add_argument("--state-dir", default=argparse.SUPPRESS)
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("up", help="deploy stable + canary (a new release revision)")
+    s = sub.add_parser(
+        "up", parents=[common], help="deploy stable + canary (a new release revision)"
+    )
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="chart value override")
     s.add_argument("--port", type=int, default=None, help="local gateway port (default: free)")
     s.set_defaults(func=cmd_up)
 
-    s = sub.add_parser("upgrade", help="a new revision with changed chart values")
+    s = sub.add_parser("upgrade", parents=[common], help="a new revision with changed chart values")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", required=True)
     s.set_defaults(func=cmd_upgrade)
 
-    s = sub.add_parser("shift", help="set the canary weight 0..100; returns when served")
+    s = sub.add_parser(
+        "shift", parents=[common], help="set the canary weight 0..100; returns when served"
+    )
     s.add_argument("weight")
     s.set_defaults(func=cmd_shift)
 
-    s = sub.add_parser("probe", help="send requests through the gateway")
+    s = sub.add_parser("probe", parents=[common], help="send requests through the gateway")
     s.add_argument("-n", type=int, default=100)
     s.add_argument("-c", type=int, default=8)
     s.add_argument("-H", "--header", action="append", metavar="'NAME: VALUE'")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_probe)
 
-    s = sub.add_parser("status", help="gateway URL, revision, versions")
+    s = sub.add_parser("status", parents=[common], help="gateway URL, revision, versions")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_status)
 
-    s = sub.add_parser("apply", help="apply Istio networking objects to the running mesh")
+    s = sub.add_parser(
+        "apply", parents=[common], help="apply Istio networking objects to the running mesh"
+    )
     s.add_argument("-f", "--file", required=True)
     s.set_defaults(func=cmd_apply)
 
-    s = sub.add_parser("get", help="live objects of a kind")
+    s = sub.add_parser("get", parents=[common], help="live objects of a kind")
     s.add_argument("kind")
     s.add_argument("name", nargs="?")
     s.add_argument("-o", "--output", choices=["yaml", "json"], default="yaml")
     s.set_defaults(func=cmd_get)
 
-    s = sub.add_parser("rollback", help="return to a revision (default: the previous one)")
+    s = sub.add_parser(
+        "rollback", parents=[common], help="return to a revision (default: the previous one)"
+    )
     s.add_argument("revision", nargs="?", type=int)
     s.set_defaults(func=cmd_rollback)
 
-    s = sub.add_parser("promote", help="the canary becomes stable; canary weight back to 0")
+    s = sub.add_parser(
+        "promote", parents=[common], help="the canary becomes stable; canary weight back to 0"
+    )
     s.set_defaults(func=cmd_promote)
 
-    s = sub.add_parser("history", help="release revisions")
+    s = sub.add_parser("history", parents=[common], help="release revisions")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_history)
 
-    s = sub.add_parser("down", help="stop the local mesh (or uninstall the release)")
+    s = sub.add_parser(
+        "down", parents=[common], help="stop the local mesh (or uninstall the release)"
+    )
     s.set_defaults(func=cmd_down)
 
-    s = sub.add_parser("run", help="execute one notebook with papermill")
+    s = sub.add_parser("run", parents=[common], help="execute one notebook with papermill")
     s.add_argument("notebook")
     s.add_argument("-p", "--param", action="append", metavar="NAME=VALUE")
     s.add_argument("--run-dir", default=None, help="default runs/<run-id>")
     s.set_defaults(func=cmd_run)
 
-    s = sub.add_parser("walkthrough", help="the whole canary through the six notebooks")
+    s = sub.add_parser(
+        "walkthrough", parents=[common], help="the whole canary through the six notebooks"
+    )
     s.add_argument("--keep", action="store_true", help="leave the local mesh running at the end")
     s.add_argument("-n", type=int, default=DEFAULT_REQUESTS, help="requests per stage")
     s.add_argument("--run-dir", default=None, help="default runs/<run-id>")
     s.set_defaults(func=cmd_walkthrough)
 
-    s = sub.add_parser("demo", help="the local canary walkthrough from the command line")
+    s = sub.add_parser(
+        "demo", parents=[common], help="the local canary walkthrough from the command line"
+    )
     s.add_argument("-n", type=int, default=DEFAULT_REQUESTS)
     s.add_argument("--keep", action="store_true", help="leave the mesh running at the end")
     s.set_defaults(func=cmd_demo)

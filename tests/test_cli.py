@@ -1,0 +1,36 @@
+"""The command line's contract (ARCHITECTURE.md): options where the docs put them, exit codes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from workbook import cli
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["up", "--target", "k8s", "--set", "canary.weight=5"],
+        ["--target", "k8s", "up", "--set", "canary.weight=5"],
+    ],
+)
+def test_target_before_or_after_the_verb(argv: list[str]) -> None:
+    args = cli.parser().parse_args(argv)
+    assert args.target == "k8s" and args.set == ["canary.weight=5"]
+
+
+def test_verb_option_wins_over_the_global_one() -> None:
+    args = cli.parser().parse_args(["--state-dir", "a", "status", "--state-dir", "b"])
+    assert args.state_dir == "b"
+
+
+def test_bad_input_exits_2_and_names_the_field(tmp_path: Path, capsys) -> None:
+    assert cli.main(["--state-dir", str(tmp_path), "shift", "ten"]) == 2
+    assert "shift: WEIGHT must be an integer 0..100, got 'ten'" in capsys.readouterr().err
+
+
+def test_a_verb_without_a_mesh_says_how_to_start_one(tmp_path: Path, capsys) -> None:
+    assert cli.main(["status", "--state-dir", str(tmp_path)]) == 1
+    assert "start one with `workbook up`" in capsys.readouterr().err
