@@ -21,8 +21,8 @@ import yaml
 
 from workbook import traffic
 from workbook.local.client import LocalCluster
-from workbook.local.files import free_port
 from workbook.local.gateway import envoy_binary
+from workbook.local.ports import free_port
 from workbook.settings import Settings, project_root
 
 ROUNDS = 3

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from workbook.local.files import read_json, write_json
+from workbook.files import read_json, write_json
 
 RECORDS = "records.json"
 METADATA_KEY = "workbook_record"

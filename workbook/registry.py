@@ -7,7 +7,6 @@ way a container registry keeps images. The Azure ML counterparts live in ``workb
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +21,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 from urllib.parse import quote
 
 from workbook.errors import ConfigError, RegistryError
+from workbook.files import write_json
 
 MODEL_METADATA = "model.json"
 IMAGE_METADATA = "image.json"
@@ -76,21 +76,6 @@ def tree_digest(root: Path) -> str:
         h.update(hashlib.sha256(path.read_bytes()).hexdigest().encode())
         h.update(b"\n")
     return "sha256:" + h.hexdigest()
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename: readers see old or new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _copy_into(source: Path, dest: Path) -> None:
@@ -246,7 +231,7 @@ class LocalModelRegistry:
                 "digest": digest,
                 "source": str(source.resolve()),
             }
-            write_json_atomic(staging / MODEL_METADATA, meta)
+            write_json(staging / MODEL_METADATA, meta)
             try:
                 os.rename(staging, final)
             except OSError:
@@ -471,7 +456,7 @@ class LocalImageStore:
         old = staging.with_name(staging.name + ".old")
         try:
             _copy_into(context_dir, staging / "context")
-            write_json_atomic(staging / IMAGE_METADATA, {**meta, "created": _now()})
+            write_json(staging / IMAGE_METADATA, {**meta, "created": _now()})
             if tag_dir.exists():
                 os.rename(tag_dir, old)
             os.rename(staging, tag_dir)

@@ -11,7 +11,7 @@ from typing import Any
 from workbook import analysis, chart, kiali, traffic
 from workbook.cluster import Cluster, Release
 from workbook.errors import ConfigError, WorkbookError
-from workbook.local.files import read_json, write_json
+from workbook.files import read_json, write_json
 from workbook.registry import parse_image_ref
 from workbook.settings import (
     DEFAULT_REQUESTS,

@@ -17,7 +17,8 @@ from typing import Any
 from workbook import chart, errors
 from workbook.cluster import Release, Status, VersionStatus
 from workbook.errors import AlreadyRunningError, MeshError, NotRunningError, WorkbookError
-from workbook.local.files import check_port_free, read_json
+from workbook.files import read_json
+from workbook.local.ports import check_port_free
 from workbook.local.supervisor import info_path, mesh_dir
 from workbook.settings import Settings, validate_weight
 

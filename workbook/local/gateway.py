@@ -20,7 +20,8 @@ import yaml
 
 from workbook import envoy
 from workbook.errors import ConfigError, MeshError, ReadinessError
-from workbook.local.files import die_with_parent, write_atomic, write_yaml
+from workbook.files import write_atomic, write_yaml
+from workbook.local.ports import die_with_parent
 
 STAT_PREFIX = "gateway"
 RDS_STAT = f"http.{STAT_PREFIX}.rds.{envoy.ROUTE_NAME}"

@@ -24,7 +24,7 @@ import aiohttp
 
 from workbook.envoy import Endpoint
 from workbook.errors import ConfigError, ReadinessError
-from workbook.local.files import die_with_parent, free_port
+from workbook.local.ports import die_with_parent, free_port
 from workbook.registry import ImageStore
 
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0, 10.0)

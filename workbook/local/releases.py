@@ -8,7 +8,7 @@ from typing import Any
 
 from workbook.cluster import Release
 from workbook.errors import ConfigError
-from workbook.local.files import read_json, write_json
+from workbook.files import read_json, write_json
 
 
 class ReleaseStore:

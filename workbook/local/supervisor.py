@@ -28,9 +28,10 @@ from aiohttp import web
 from workbook import chart, envoy, istio
 from workbook.cluster import Release
 from workbook.errors import ConfigError, MeshError, WorkbookError
-from workbook.local.files import free_port, read_json, write_json
+from workbook.files import read_json, write_json
 from workbook.local.gateway import Gateway
 from workbook.local.pods import PodManager, pod_spec
+from workbook.local.ports import free_port
 from workbook.local.releases import ReleaseStore
 from workbook.registry import LocalImageStore
 from workbook.settings import Settings, validate_weight

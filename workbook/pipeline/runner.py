@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from workbook.errors import ConfigError, WorkbookError
+from workbook.files import write_atomic
 from workbook.pipeline import tasks
 from workbook.pipeline.expressions import Evaluator, truthy
 from workbook.pipeline.template import CompiledPipeline, compile_pipeline
@@ -447,9 +448,7 @@ class _Run:
         result = self.result(started, duration)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         text = json.dumps(result.to_dict(), indent=2, default=str) + "\n"
-        tmp = self.run_dir / ".pipeline.json.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, self.run_dir / "pipeline.json")
+        write_atomic(self.run_dir / "pipeline.json", text)
         return result
 
     def run_stage(self, stage: dict[str, Any], depends_on: list[str]) -> None:
