@@ -20,7 +20,8 @@ from typing import Any
 import yaml
 
 from workbook import traffic
-from workbook.local.client import LocalCluster
+from workbook import operations
+from workbook.local.target import LocalTarget
 from workbook.local.gateway import envoy_binary
 from workbook.local.ports import free_port
 from workbook.settings import Settings, project_root
@@ -56,9 +57,9 @@ static_resources:
 """
 
 
-def latency_overhead(cluster: LocalCluster) -> dict[str, Any]:
+def latency_overhead(cluster: LocalTarget) -> dict[str, Any]:
     """Same pod, same run: straight to the pod vs through the gateway pinned to its version."""
-    st = cluster.status()
+    st = operations.status(cluster)
     pod = next(p for p in st.extra["pods"] if p["deployment"].endswith("-stable"))
     direct_url = f"http://127.0.0.1:{pod['port']}/score"
     gateway_url = st.gateway_url + "/score"
@@ -86,19 +87,19 @@ def latency_overhead(cluster: LocalCluster) -> dict[str, Any]:
     return out
 
 
-def shift_visibility(cluster: LocalCluster) -> dict[str, Any]:
+def shift_visibility(cluster: LocalTarget) -> dict[str, Any]:
     """Under load: how long shift takes, and whether any request started after it returned
     was still served with the old weights."""
-    url = cluster.status().gateway_url + "/score"
+    url = operations.status(cluster).gateway_url + "/score"
     shift_ms, late_old, first_new_ms = [], 0, []
-    cluster.shift(0)
+    operations.shift(cluster, 0)
     with traffic.LoadGenerator(url, concurrency=4, max_seconds=60, max_requests=40_000) as load:
         time.sleep(0.5)
         for i in range(SHIFTS):
             target = 100 if i % 2 == 0 else 0
             new_version = "v2" if target == 100 else "v1"
             t0 = time.monotonic()
-            cluster.shift(target)
+            operations.shift(cluster, target)
             t_ret = time.monotonic()
             shift_ms.append((t_ret - t0) * 1000)
             time.sleep(0.4)
@@ -165,12 +166,12 @@ def probe_capacity() -> dict[str, Any]:
             proc.wait(10)
 
 
-def stage_throughput(cluster: LocalCluster) -> dict[str, Any]:
+def stage_throughput(cluster: LocalTarget) -> dict[str, Any]:
     """A canary stage's probe: 1000 requests at concurrency 8 through the gateway to azmlinfsrv."""
-    cluster.shift(50)
+    operations.shift(cluster, 50)
     runs = [
         traffic.probe(
-            cluster.status().gateway_url + "/score", 1000, concurrency=8, show_progress=False
+            operations.status(cluster).gateway_url + "/score", 1000, concurrency=8, show_progress=False
         )
         for _ in range(ROUNDS)
     ]
@@ -251,8 +252,8 @@ def render(results: dict[str, Any]) -> str:
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="workbook-bench-") as tmp:
-        cluster = LocalCluster(Settings(state_dir=Path(tmp)))
-        cluster.up({})
+        cluster = LocalTarget(Settings(state_dir=Path(tmp)))
+        operations.up(cluster, {})
         try:
             results = {
                 "when": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),

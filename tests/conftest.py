@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from workbook.local.client import LocalCluster
+from workbook import operations
+from workbook.local.target import LocalTarget
 from workbook.settings import Settings
 
 
@@ -17,10 +18,10 @@ def mesh_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def mesh(mesh_settings: Settings) -> Iterator[LocalCluster]:
+def mesh(mesh_settings: Settings) -> Iterator[LocalTarget]:
     """One running local mesh shared by the integration tests (revision 1 at canary weight 0)."""
-    cluster = LocalCluster(mesh_settings)
-    cluster.up({})
+    cluster = LocalTarget(mesh_settings)
+    operations.up(cluster, {})
     try:
         yield cluster
     finally:

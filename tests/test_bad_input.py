@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from workbook import analysis, cli, traffic
-from workbook.local.client import LocalCluster
+from workbook import analysis, cli, operations, traffic
+from workbook.local.target import LocalTarget
 from workbook.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -89,16 +89,16 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
 
 
 @pytest.fixture
-def unchanged(mesh: LocalCluster):
+def unchanged(mesh: LocalTarget):
     """Assert after the test that the mesh serves exactly what it served before, and still works."""
-    mesh.shift(20)
-    before_routes, before_clusters = mesh.served_routes(), mesh.served_clusters()
-    before_revision = mesh.status().revision
+    operations.shift(mesh, 20)
+    before_routes, before_clusters = mesh.traffic.served_routes(), mesh.traffic.served_clusters()
+    before_revision = operations.status(mesh).revision
     yield
-    assert mesh.served_routes() == before_routes
-    assert mesh.served_clusters() == before_clusters
-    assert mesh.status().revision == before_revision
-    result = traffic.probe(mesh.status().gateway_url + "/score", 400, show_progress=False)
+    assert mesh.traffic.served_routes() == before_routes
+    assert mesh.traffic.served_clusters() == before_clusters
+    assert operations.status(mesh).revision == before_revision
+    result = traffic.probe(operations.status(mesh).gateway_url + "/score", 400, show_progress=False)
     assert result.errors == 0
     assert analysis.check_split(result.counts, {"v1": 80, "v2": 20}, alpha=1e-4).passed
 
@@ -174,10 +174,10 @@ def test_port_already_taken(tmp_path: Path, capsys) -> None:
 
 
 def test_a_canary_that_cannot_start_fails_its_release(
-    mesh: LocalCluster, state_args, capsys, unchanged
+    mesh: LocalTarget, state_args, capsys, unchanged
 ) -> None:
     """Pods that never get ready within the startup probe's budget: the release fails whole."""
-    before = {p["name"] for p in mesh.status().extra["pods"]}
+    before = {p["name"] for p in mesh.info()["pods"]}
     code, err = run(
         [
             *state_args,
@@ -191,5 +191,5 @@ def test_a_canary_that_cannot_start_fails_its_release(
     )  # fmt: skip
     assert code != 0
     assert "scoring-canary" in err and "did not become ready within 8 s" in err
-    assert mesh.history()[-1].status == "failed"
-    assert {p["name"] for p in mesh.status().extra["pods"]} == before
+    assert mesh.releases.history()[-1].status == "failed"
+    assert {p["name"] for p in mesh.info()["pods"]} == before

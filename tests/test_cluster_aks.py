@@ -30,10 +30,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from workbook.kube.target import KubernetesTarget
 
 from workbook import chart
 from workbook.analysis import check_split
-from workbook.kube.cluster import KubernetesCluster
 from workbook.settings import Settings
 from workbook.traffic import probe
 

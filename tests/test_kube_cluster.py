@@ -17,19 +17,18 @@ from typing import Any
 
 import pytest
 from kmock_support import KubeFake, kube_fake  # noqa: F401  (the ``kube`` fixture)
-
-from workbook import chart
-from workbook.cluster import connect
-from workbook.errors import AzureError, ConfigError
-from workbook.kube import client
-from workbook.kube.cluster import (
-    KubernetesCluster,
-    expected_weights,
+from workbook.kube.target import (
+    KubernetesTarget,
     parse_manifest,
     release_objects,
 )
+
+from workbook import canary, chart, operations
+from workbook.errors import AzureError, ConfigError, MeshError
+from workbook.kube import client
 from workbook.kube.helm import HelmRelease, kubeconfig_path
 from workbook.settings import Settings
+from workbook.targets import connect
 
 NS = "canary-demo"
 FAST = {"timeout_s": 1.0, "interval_s": 0.02}
@@ -117,11 +116,11 @@ def test_verify_weight_when_the_virtualservice_is_missing(kube: KubeFake) -> Non
 
 
 def test_zero_weights_equal_a_missing_destination() -> None:
-    assert expected_weights({"canary": {"enabled": True, "weight": 0}}) == {
+    assert canary.expected_weights({"canary": {"enabled": True, "weight": 0}}) == {
         "stable": 100,
         "canary": 0,
     }
-    assert expected_weights({"canary": {"enabled": False, "weight": 40}}) == {"stable": 100}
+    assert canary.expected_weights({"canary": {"enabled": False, "weight": 40}}) == {"stable": 100}
 
 
 # ---- rollouts ---------------------------------------------------------------------------------
@@ -386,7 +385,7 @@ def test_gateway_address_without_the_service(kube: KubeFake) -> None:
     assert client.gateway_address(kube.api) == ""
 
 
-# ---- KubernetesCluster with a fake Helm -------------------------------------------------------
+# ---- KubernetesTarget with a fake Helm -------------------------------------------------------
 
 
 class FakeHelm:
@@ -464,25 +463,24 @@ def make_cluster(
     tmp_path: Path,
     helm: FakeHelm | None = None,
     env: dict[str, str] | None = None,
-) -> KubernetesCluster:
-    settings = Settings(target="k8s", namespace=NS, state_dir=tmp_path)
-    return KubernetesCluster(
+) -> KubernetesTarget:
+    settings = Settings(target="k8s", namespace=NS, state_dir=tmp_path, serve_timeout_s=0.5)
+    return KubernetesTarget(
         settings,
         helm=helm or FakeHelm(kube),
         api=kube.api,
         env={} if env is None else env,
-        verify_timeout_s=0.5,
         rollout_timeout_s=0.5,
         poll_s=0.02,
     )
 
 
 @pytest.fixture
-def deployed(kube: KubeFake, tmp_path: Path) -> Iterator[tuple[KubernetesCluster, FakeHelm]]:
+def deployed(kube: KubeFake, tmp_path: Path) -> Iterator[tuple[KubernetesTarget, FakeHelm]]:
     """A cluster after ``up``: revision 1 at canary weight 0."""
     helm = FakeHelm(kube)
     cluster = make_cluster(kube, tmp_path, helm)
-    cluster.up({})
+    operations.up(cluster, {})
     yield cluster, helm
 
 
@@ -492,7 +490,7 @@ def test_up_prepares_the_namespace_and_pull_secret_then_installs(
     helm = FakeHelm(kube)
     env = {"ACR_USERNAME": "canaryworkbook", "ACR_PASSWORD": "pw-SECRET-1"}
     cluster = make_cluster(kube, tmp_path, helm, env=env)
-    rel = cluster.up({"stable": {"replicas": 2}})
+    rel = operations.up(cluster, {"stable": {"replicas": 2}})
     assert rel.revision == 1 and rel.status == "deployed"
     assert [c[0] for c in helm.writes()] == ["install"]
     values = helm.writes()[0][1]
@@ -505,22 +503,22 @@ def test_up_prepares_the_namespace_and_pull_secret_then_installs(
         "canaryworkbook.azurecr.io"
         in base64.b64decode(secret["data"][".dockerconfigjson"]).decode()
     )
-    assert cluster.up({}).revision == 2
+    assert operations.up(cluster, {}).revision == 2
     assert [c[0] for c in helm.writes()] == ["install", "upgrade"]
 
 
 def test_shift_upgrades_with_the_last_values_and_verifies(
-    kube: KubeFake, deployed: tuple[KubernetesCluster, FakeHelm]
+    kube: KubeFake, deployed: tuple[KubernetesTarget, FakeHelm]
 ) -> None:
     cluster, helm = deployed
-    cluster.upgrade({"stable": {"replicas": 3}})
+    operations.upgrade(cluster, {"stable": {"replicas": 3}})
     before = vs_fetches(kube)
-    rel = cluster.shift(10)
+    rel = operations.shift(cluster, 10)
     kind, values = helm.writes()[-1]
     assert kind == "upgrade"
     assert values["canary"]["weight"] == 10
     assert values["stable"]["replicas"] == 3  # the last revision's values are reused
-    assert rel.revision == 3 and rel.description == "shift canary weight to 10"
+    assert rel.revision == 3 and rel.description == "shift canary to 10%"
     assert rel.values["canary"]["weight"] == 10
     assert vs_fetches(kube) > before  # VerifyWeight read the VirtualService back
     vs = kube.stored("VirtualService", NS, "scoring")
@@ -533,21 +531,21 @@ def test_shift_fails_when_the_virtualservice_does_not_follow(
 ) -> None:
     helm = FakeHelm(kube)
     cluster = make_cluster(kube, tmp_path, helm)
-    cluster.up({})
+    operations.up(cluster, {})
     helm.skip = ("VirtualService",)  # something else owns the VS now
-    with pytest.raises(AzureError) as err:
-        cluster.shift(50)
-    assert str(err.value).startswith("VirtualService canary-demo/scoring: expected weights")
-    assert "{'stable': 50, 'canary': 50}" in str(err.value)
+    with pytest.raises(MeshError) as err:
+        operations.shift(cluster, 50)
+    assert "the gateway of canary-demo/scoring still serves {'stable': 100" in str(err.value)
+    assert "expected {'stable': 50, 'canary': 50}" in str(err.value)
 
 
 def test_shift_fails_when_pods_do_not_roll_out(kube: KubeFake, tmp_path: Path) -> None:
     helm = FakeHelm(kube)
     cluster = make_cluster(kube, tmp_path, helm)
-    cluster.up({})
+    operations.up(cluster, {})
     helm.ready = False
     with pytest.raises(AzureError, match="Deployment canary-demo/scoring-stable: 0/1 replicas"):
-        cluster.shift(10)
+        operations.shift(cluster, 10)
 
 
 @pytest.mark.parametrize("weight", [150, -1, "ten", 10.5, True])
@@ -556,8 +554,8 @@ def test_bad_weight_is_rejected_before_any_helm_call(
 ) -> None:
     helm = FakeHelm(kube)
     cluster = make_cluster(kube, tmp_path, helm)
-    with pytest.raises(ConfigError, match="canary: weight must be"):
-        cluster.shift(weight)
+    with pytest.raises(ConfigError, match="shift: WEIGHT must be"):
+        operations.shift(cluster, weight)
     assert helm.calls == []
 
 
@@ -565,31 +563,31 @@ def test_bad_values_are_rejected_before_any_cluster_call(kube: KubeFake, tmp_pat
     helm = FakeHelm(kube)
     cluster = make_cluster(kube, tmp_path, helm)
     with pytest.raises(ConfigError, match=r"values: stable\.replicas"):
-        cluster.up({"stable": {"replicas": "two"}})
-    assert helm.calls == []
+        operations.up(cluster, {"stable": {"replicas": "two"}})
+    assert helm.writes() == []
     assert kube.stored("Namespace", None, NS) is None
 
 
 def test_shift_without_a_release(kube: KubeFake, tmp_path: Path) -> None:
-    with pytest.raises(AzureError, match="not installed; run `workbook up --target k8s`"):
-        make_cluster(kube, tmp_path).shift(10)
+    with pytest.raises(ConfigError, match="nothing is deployed yet: run `workbook up` first"):
+        operations.shift(make_cluster(kube, tmp_path), 10)
 
 
 def test_shift_with_the_canary_disabled(kube: KubeFake, tmp_path: Path) -> None:
     helm = FakeHelm(kube)
     cluster = make_cluster(kube, tmp_path, helm)
-    cluster.up({"canary": {"enabled": False}})
-    with pytest.raises(ConfigError, match="canary: enabled is false"):
-        cluster.shift(10)
-    assert cluster.shift(0).revision == 2
+    operations.up(cluster, {"canary": {"enabled": False}})
+    for weight in (10, 0):
+        with pytest.raises(ConfigError, match="canary: enabled is false"):
+            operations.shift(cluster, weight)
 
 
 def test_promote_gives_stable_the_canary_and_retires_it(
-    kube: KubeFake, deployed: tuple[KubernetesCluster, FakeHelm]
+    kube: KubeFake, deployed: tuple[KubernetesTarget, FakeHelm]
 ) -> None:
     cluster, helm = deployed
-    cluster.shift(100)
-    rel = cluster.promote()
+    operations.shift(cluster, 100)
+    rel = operations.promote(cluster)
     # two revisions: first stable rolls to the canary's image while the canary keeps 100%
     first, last = helm.writes()[-2][1], helm.writes()[-1][1]
     assert first["stable"]["image"] == {"repository": "scoring", "tag": "v2"}
@@ -603,34 +601,38 @@ def test_promote_gives_stable_the_canary_and_retires_it(
     assert vs is not None
     assert vs["spec"]["http"][-1]["route"][0]["weight"] == 100
     with pytest.raises(ConfigError, match="no canary to promote"):
-        cluster.promote()
+        operations.promote(cluster)
 
 
 def test_rollback_restores_and_verifies(
-    kube: KubeFake, deployed: tuple[KubernetesCluster, FakeHelm]
+    kube: KubeFake, deployed: tuple[KubernetesTarget, FakeHelm]
 ) -> None:
     cluster, helm = deployed
-    cluster.shift(10)
-    cluster.shift(50)
-    rel = cluster.rollback()
-    assert ("rollback", None) in helm.calls
+    operations.shift(cluster, 10)
+    operations.shift(cluster, 50)
+    rel = operations.rollback(cluster, 2)
+    assert ("rollback", 2) in helm.calls
     assert rel.revision == 4 and rel.values["canary"]["weight"] == 10
-    assert cluster.status().weights() == {"v1": 90, "v2": 10}
+    assert operations.status(cluster).weights() == {"v1": 90, "v2": 10}
+    # without a revision: the flow's rollback, to the revision where the canary had 0%
+    rel = operations.rollback(cluster)
+    assert ("rollback", 1) in helm.calls and rel.revision == 5
+    assert operations.status(cluster).weights() == {"v1": 100, "v2": 0}
     with pytest.raises(ConfigError, match="rollback: revision must be a positive integer"):
-        cluster.rollback(0)
+        operations.rollback(cluster, 0)
 
 
 def test_status_reads_images_ready_pods_and_weights(
-    kube: KubeFake, deployed: tuple[KubernetesCluster, FakeHelm]
+    kube: KubeFake, deployed: tuple[KubernetesTarget, FakeHelm]
 ) -> None:
     cluster, _ = deployed
-    cluster.shift(10)
+    operations.shift(cluster, 10)
     canary = kube.stored("Deployment", NS, "scoring-canary")
     assert canary is not None
     canary["status"]["readyReplicas"] = 0
     kube.put(canary)
     kube.put(gateway_service([{"ip": "20.1.2.3"}], [{"name": "http2", "port": 80}]))
-    status = cluster.status()
+    status = operations.status(cluster)
     assert status.target == "k8s" and status.revision == 2
     assert status.gateway_url == "http://20.1.2.3"
     by_track = {v.track: v for v in status.versions}
@@ -647,19 +649,19 @@ def test_status_shows_an_applied_override_and_gateway_settings(
     helm = FakeHelm(kube)
     env = {"WORKBOOK_GATEWAY_URL": "http://127.0.0.1:8080/"}
     cluster = make_cluster(kube, tmp_path, helm, env=env)
-    cluster.up({})
+    operations.up(cluster, {})
     live = next(d for d in render(30) if d["kind"] == "VirtualService")
-    assert cluster.apply([live]) == ["VirtualService/scoring configured"]
-    status = cluster.status()
+    assert cluster.objects.apply([live]) == ["VirtualService/scoring configured"]
+    status = operations.status(cluster)
     assert status.gateway_url == "http://127.0.0.1:8080"
     assert status.weights() == {"v1": 70, "v2": 30}  # live objects, not the release values
 
 
 def test_gateway_hint_when_there_is_no_address(
-    kube: KubeFake, deployed: tuple[KubernetesCluster, FakeHelm]
+    kube: KubeFake, deployed: tuple[KubernetesTarget, FakeHelm]
 ) -> None:
     cluster, _ = deployed
-    status = cluster.status()
+    status = operations.status(cluster)
     assert status.gateway_url == ""
     assert "port-forward svc/istio-ingressgateway" in status.extra["gateway_hint"]
 
@@ -672,30 +674,30 @@ def test_gateway_service_setting(kube: KubeFake, tmp_path: Path) -> None:
     }
     kube.put(svc)
     env = {"WORKBOOK_GATEWAY_SERVICE": "aks-istio-ingress/aks-istio-ingressgateway-external"}
-    assert make_cluster(kube, tmp_path, env=env).gateway_url() == "http://10.0.0.9"
+    assert make_cluster(kube, tmp_path, env=env).traffic.gateway_url() == "http://10.0.0.9"
 
 
 def test_cluster_apply_validates_before_writing(
-    kube: KubeFake, deployed: tuple[KubernetesCluster, FakeHelm]
+    kube: KubeFake, deployed: tuple[KubernetesTarget, FakeHelm]
 ) -> None:
     cluster, _ = deployed
     puts, posts = len(kube.requests("put")), len(kube.requests("post"))
     with pytest.raises(ConfigError, match="subset 'preview' is not a subset"):
-        cluster.apply([header_vs(subset="preview")])
+        cluster.objects.apply([header_vs(subset="preview")])
     with pytest.raises(ConfigError, match=r"objects\[0\].kind must be one of"):
-        cluster.apply([{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}}])
+        cluster.objects.apply([{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}}])
     assert (len(kube.requests("put")), len(kube.requests("post"))) == (puts, posts)
-    assert cluster.apply([header_vs()]) == ["VirtualService/beta created"]
-    assert cluster.get("vs", "beta")[0]["spec"]["http"][0]["name"] == "beta"
+    assert cluster.objects.apply([header_vs()]) == ["VirtualService/beta created"]
+    assert cluster.objects.get("vs", "beta")[0]["spec"]["http"][0]["name"] == "beta"
 
 
-def test_history_and_down(deployed: tuple[KubernetesCluster, FakeHelm]) -> None:
+def test_history_and_down(deployed: tuple[KubernetesTarget, FakeHelm]) -> None:
     cluster, helm = deployed
-    cluster.shift(10)
-    history = cluster.history()
+    operations.shift(cluster, 10)
+    history = cluster.releases.history()
     assert [(r.revision, r.status) for r in history] == [(1, "superseded"), (2, "deployed")]
     assert history[1].values["canary"]["weight"] == 10 and history[1].manifest == ""
-    cluster.down()
+    cluster.releases.uninstall()
     assert helm.writes()[-1] == ("uninstall", False)
 
 
@@ -712,7 +714,7 @@ def test_release_objects_come_from_the_manifest() -> None:
 
 def test_connect_builds_the_k8s_target(tmp_path: Path) -> None:
     cluster = connect(Settings(target="k8s", state_dir=tmp_path))
-    assert isinstance(cluster, KubernetesCluster)
+    assert isinstance(cluster, KubernetesTarget)
     assert isinstance(cluster.helm, HelmRelease)
 
 
@@ -728,7 +730,7 @@ def test_kubeconfig_path(tmp_path: Path) -> None:
 
 def test_no_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
     settings = Settings(target="k8s", state_dir=tmp_path)
-    cluster = KubernetesCluster(settings, env={"HOME": str(tmp_path)})
+    cluster = KubernetesTarget(settings, env={"HOME": str(tmp_path)})
     with pytest.raises(AzureError, match="az aks get-credentials"):
         _ = cluster.api
 
@@ -753,10 +755,10 @@ def unreachable_kubeconfig(tmp_path: Path, server: str = "https://127.0.0.1:1") 
 def test_kube_client_from_kubeconfig_reports_an_unreachable_api(tmp_path: Path) -> None:
     env = {"KUBECONFIG": str(unreachable_kubeconfig(tmp_path))}
     settings = Settings(target="k8s", state_dir=tmp_path, kube_context="ctx")
-    cluster = KubernetesCluster(settings, env=env)
+    cluster = KubernetesTarget(settings, env=env)
     assert cluster.api.configuration.host == "https://127.0.0.1:1"
     with pytest.raises(AzureError, match="the Kubernetes API could not be reached"):
-        cluster.gateway_url()
+        cluster.traffic.gateway_url()
 
 
 def test_real_helm_sdk_reports_an_unreachable_cluster(tmp_path: Path) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from workbook import notebooks, record
-from workbook.local.client import LocalCluster
+from workbook import notebooks, operations, record
+from workbook.local.target import LocalTarget
 from workbook.settings import Settings, project_root
 
 pytestmark = [pytest.mark.integration, pytest.mark.notebooks]
@@ -23,7 +23,7 @@ SECRETS = re.compile(r"(client_secret|AccountKey=|password)\s*[:=]", re.IGNORECA
 
 
 @pytest.fixture
-def use_mesh(mesh: LocalCluster, monkeypatch: pytest.MonkeyPatch) -> LocalCluster:
+def use_mesh(mesh: LocalTarget, monkeypatch: pytest.MonkeyPatch) -> LocalTarget:
     """Point notebook kernels (they inherit the environment) at the session mesh."""
     monkeypatch.setenv("WORKBOOK_STATE_DIR", str(mesh.settings.state_dir))
     return mesh
@@ -65,14 +65,14 @@ def test_stage_notebook_records_a_fitting_split(
 def test_stage_notebook_fails_when_the_canary_errs(use_mesh, tmp_path: Path) -> None:
     # the dummy canary answers half of its requests with a 500: the stage's gate must fail
     fault = [{"name": "DUMMY_ERROR_RATE", "value": "0.5"}]
-    use_mesh.upgrade({"canary": {"env": fault}})
+    operations.upgrade(use_mesh, {"canary": {"env": fault}})
     try:
         with pytest.raises(notebooks.NotebookError, match="StageFailed"):
             notebooks.run_notebook(
                 "04_shift_traffic", {"canary_weight": 30, "requests": 300}, run_dir=tmp_path
             )
     finally:
-        use_mesh.upgrade({"canary": {"env": []}})
+        operations.upgrade(use_mesh, {"canary": {"env": []}})
     stage = record.load("stage", tmp_path)
     assert stage["passed"] is False and stage["probe"]["errors"] > 0
     # the failed notebook is what a rollback stage publishes: its traceback is machine-free too
@@ -115,7 +115,7 @@ def test_nbval_replays_all_notebooks_against_a_fresh_mesh(tmp_path: Path) -> Non
             check=False,
         )
     finally:
-        LocalCluster(Settings(state_dir=tmp_path / "state")).down()
+        LocalTarget(Settings(state_dir=tmp_path / "state")).down()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert re.search(r"\d+ passed", proc.stdout)
 
@@ -128,5 +128,7 @@ def test_committed_notebooks_are_clean() -> None:
         assert len(tagged) == 1 and 'target = "local"' in "".join(tagged[0]["source"])
         text = json.dumps(nb)
         assert not ABSOLUTE.search(text) and not SECRETS.search(text)
-        checked = [c for c in nb["cells"] if "NBVAL_CHECK_OUTPUT" in "".join(c.get("source", ""))]
+        tags = [c.get("metadata", {}).get("tags", []) for c in nb["cells"]]
+        checked = [c for c, t in zip(nb["cells"], tags, strict=True) if "nbval-check-output" in t]
+        assert not any("NBVAL_" in "".join(c.get("source", "")) for c in nb["cells"])
         assert checked and all(c.get("outputs") for c in checked), f"{name}: no compared output"

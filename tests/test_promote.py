@@ -7,17 +7,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from workbook import rollout, traffic, workspace
-from workbook.local.client import LocalCluster
+from workbook import operations, steps, traffic, workspace
+from workbook.local.target import LocalTarget
 from workbook.settings import Settings
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    cluster = LocalCluster(Settings(state_dir=tmp_path_factory.mktemp("promote-state")))
-    cluster.up({})
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalTarget]:
+    cluster = LocalTarget(Settings(state_dir=tmp_path_factory.mktemp("promote-state")))
+    operations.up(cluster, {})
     try:
         yield cluster
     finally:
@@ -25,20 +25,20 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
 
 
 def test_promote_serves_every_request_and_the_next_canary_keeps_the_promoted_stable(
-    fresh: LocalCluster,
+    fresh: LocalTarget,
 ) -> None:
-    fresh.shift(100)
-    url = fresh.status().gateway_url + "/score"
+    operations.shift(fresh, 100)
+    url = operations.status(fresh).gateway_url + "/score"
     with traffic.LoadGenerator(url, concurrency=4, max_seconds=90) as load:
-        fresh.promote()
+        operations.promote(fresh)
     summary = load.summary()
     assert summary.total > 50 and summary.errors == 0, summary.error_kinds
     assert set(summary.counts) == {"v2"}  # v1 never came back while stable rolled to v2
-    assert [h.description for h in fresh.history()[-2:]] == [
+    assert [h.description for h in fresh.releases.history()[-2:]] == [
         "promote v2: stable runs the canary's image",
         "promote v2: canary retired",
     ]
-    st = fresh.status()
+    st = operations.status(fresh)
     assert [(v.track, v.version, v.weight) for v in st.versions] == [("stable", "v2", 100)]
 
     # the next rollout: package v3 and deploy it next to the promoted v2
@@ -46,8 +46,8 @@ def test_promote_serves_every_request_and_the_next_canary_keeps_the_promoted_sta
     registry = workspace.open_registry(settings)
     workspace.register_versions(settings, registry, ["v3"])
     workspace.package_image(settings, registry, "v3")
-    rollout.deploy(fresh, 0, canary_version="v3")
-    st = fresh.status()
+    steps.deploy_canary(fresh, canary_version="v3")
+    st = operations.status(fresh)
     assert {v.track: (v.version, v.weight) for v in st.versions} == {
         "stable": ("v2", 100),
         "canary": ("v3", 0),

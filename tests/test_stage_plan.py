@@ -1,4 +1,5 @@
-"""One stage plan: azure-pipelines.yml walks the canary through workbook.settings.STAGE_PLAN."""
+"""One stage plan and one flow: azure-pipelines.yml runs the steps of ``workbook.flow`` for the
+stage plan of the settings (``workbook.canary.DEFAULT_STAGES`` unless ``WORKBOOK_STAGES`` says)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from workbook import flow
+from workbook.canary import DEFAULT_STAGES as STAGE_PLAN
 from workbook.pipeline import check_plan, compile_pipeline, stage_order
 from workbook.pipeline.template import load_yaml
-from workbook.settings import STAGE_PLAN
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "azure-pipelines.yml"
@@ -61,7 +63,8 @@ def test_a_shorter_plan_can_be_given_at_queue_time() -> None:
     ("plan", "needle"),
     [
         ("50,10", "must be greater than 50"),
-        ("10,50", "must end at 100"),
+        ("0,50", "must be 1..100"),
+        ("10,101", "must be 0..100"),
         ("10,x", "'x'"),
         ("", "empty"),
     ],
@@ -74,3 +77,34 @@ def test_check_plan_refuses_a_plan_that_is_no_rollout(plan: str, needle: str, ca
 def test_check_plan_accepts_the_stage_plan(capsys) -> None:
     assert check_plan.main([",".join(map(str, STAGE_PLAN))]) == 0
     assert "10% → 50% → 100%" in capsys.readouterr().out
+
+
+def test_a_plan_need_not_end_at_100(capsys) -> None:
+    # promote follows the last stage, as Flagger promotes once the canary reaches maxWeight
+    assert check_plan.main(["20,60"]) == 0
+    assert "20% → 60%" in capsys.readouterr().out
+
+
+def _stage_notebooks(stage: dict) -> list[str]:
+    (job,) = stage["jobs"]
+    steps = job["strategy"]["runOnce"]["deploy"]["steps"] if "strategy" in job else job["steps"]
+    scripts = " ".join(str(s.get("script", "")) for s in steps)
+    return re.findall(r"notebooks/(\w+)\.ipynb", scripts)
+
+
+def test_pipeline_stages_run_the_steps_of_the_one_flow() -> None:
+    """Each stage runs the notebooks of its flow step(s), in the flow's order."""
+    compiled = compile_pipeline(PIPELINE, {"target": "local"}, repo_root=ROOT)
+    by_name = {s["stage"]: s for s in compiled.stages}
+    expected = {
+        "Package": [flow.PACKAGE],
+        "DeployCanary": [flow.DEPLOY, flow.SMOKE],
+        **{f"Shift_{w}": [flow.shift_step(w)] for w in STAGE_PLAN},
+        "Promote": [flow.PROMOTE],
+        "Rollback": [flow.ROLLBACK],
+    }
+    plan = [step for name in expected if name != "Rollback" for step in expected[name]]
+    assert plan == flow.plan(STAGE_PLAN)
+    for name, flow_steps in expected.items():
+        notebooks = [n for step in flow_steps for n in flow.notebooks_of(step)]
+        assert _stage_notebooks(by_name[name]) == notebooks, name

@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from workbook.local.client import LocalCluster
+from workbook.local.target import LocalTarget
 from workbook.notebooks import NOTEBOOKS
 from workbook.settings import Settings
 
@@ -36,7 +36,7 @@ def main() -> int:
                 nbformat.write(nb, path)
                 print("executed", name)
         finally:
-            LocalCluster(Settings.from_env()).down()
+            LocalTarget(Settings.from_env()).down()
     return 0
 
 

@@ -11,10 +11,12 @@ from typing import Any
 
 import yaml
 
-from workbook import chart
-from workbook.cluster import Cluster, connect
+from workbook import chart, operations
+from workbook.canary import validate_weight
 from workbook.errors import ConfigError, WorkbookError
-from workbook.settings import DEFAULT_REQUESTS, STAGE_PLAN, Settings, validate_weight
+from workbook.seam import Target
+from workbook.settings import DEFAULT_REQUESTS, Settings
+from workbook.targets import connect
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -26,8 +28,8 @@ def _settings(args: argparse.Namespace) -> Settings:
     return Settings.from_env(**over)
 
 
-def _cluster(args: argparse.Namespace) -> Cluster:
-    return connect(_settings(args))
+def _target(args: argparse.Namespace, **options: Any) -> Target:
+    return connect(_settings(args), **options)
 
 
 def _print_json(data: Any) -> None:
@@ -39,27 +41,20 @@ def _release_line(rel: Any) -> str:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
-    cluster = _cluster(args)
-    overrides = chart.parse_sets(args.set or [])
-    if cluster.settings.target == "local":
-        rel = cluster.up(overrides, gateway_port=args.port)  # type: ignore[call-arg]
-    else:
-        rel = cluster.up(overrides)
+    target = _target(args, gateway_port=args.port)
+    rel = operations.up(target, chart.parse_sets(args.set or []))
     print(_release_line(rel))
-    _print_status(cluster, as_json=False)
+    _print_status(target, as_json=False)
 
 
 def cmd_upgrade(args: argparse.Namespace) -> None:
-    cluster = _cluster(args)
-    rel = cluster.upgrade(chart.parse_sets(args.set or []))
+    rel = operations.upgrade(_target(args), chart.parse_sets(args.set or []))
     print(_release_line(rel))
 
 
 def cmd_shift(args: argparse.Namespace) -> None:
     weight = validate_weight(args.weight, "shift", "WEIGHT")
-    cluster = _cluster(args)
-    rel = cluster.shift(weight)
-    print(_release_line(rel))
+    print(_release_line(operations.shift(_target(args), weight)))
 
 
 def cmd_probe(args: argparse.Namespace) -> None:
@@ -70,7 +65,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
         raise ConfigError("probe", "-n", f"must be at least 1, got {args.n}")
     if args.c < 1:
         raise ConfigError("probe", "-c", f"must be at least 1, got {args.c}")
-    status = _cluster(args).status()
+    status = operations.status(_target(args))
     result = traffic.probe(
         status.gateway_url + "/score",
         args.n,
@@ -88,8 +83,12 @@ def cmd_probe(args: argparse.Namespace) -> None:
     print(f"  latency p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms")
 
 
-def _print_status(cluster: Cluster, as_json: bool) -> None:
-    st = cluster.status()
+def _print_status(target: Target, as_json: bool) -> None:
+    st = operations.status(target)
+    from workbook.local.target import LocalTarget
+
+    if isinstance(target, LocalTarget):
+        st.extra = target.info()
     if as_json:
         _print_json(st.to_dict())
         return
@@ -104,7 +103,7 @@ def _print_status(cluster: Cluster, as_json: bool) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    _print_status(_cluster(args), args.json)
+    _print_status(_target(args), args.json)
 
 
 def load_objects(path: str) -> list[dict[str, Any]]:
@@ -131,12 +130,12 @@ def _read(path: str) -> str:
 
 
 def cmd_apply(args: argparse.Namespace) -> None:
-    for line in _cluster(args).apply(load_objects(args.file)):
+    for line in _target(args).objects.apply(load_objects(args.file)):
         print(line)
 
 
 def cmd_get(args: argparse.Namespace) -> None:
-    objs = _cluster(args).get(args.kind, args.name)
+    objs = _target(args).objects.get(args.kind, args.name)
     if args.output == "json":
         _print_json(objs if args.name is None else objs[0])
     else:
@@ -144,15 +143,15 @@ def cmd_get(args: argparse.Namespace) -> None:
 
 
 def cmd_rollback(args: argparse.Namespace) -> None:
-    print(_release_line(_cluster(args).rollback(args.revision)))
+    print(_release_line(operations.rollback(_target(args), args.revision)))
 
 
 def cmd_promote(args: argparse.Namespace) -> None:
-    print(_release_line(_cluster(args).promote()))
+    print(_release_line(operations.promote(_target(args))))
 
 
 def cmd_history(args: argparse.Namespace) -> None:
-    hist = _cluster(args).history()
+    hist = _target(args).releases.history()
     if args.json:
         _print_json([h.summary() for h in hist])
         return
@@ -162,37 +161,48 @@ def cmd_history(args: argparse.Namespace) -> None:
 
 
 def cmd_down(args: argparse.Namespace) -> None:
-    _cluster(args).down()
-    print("mesh stopped")
+    _target(args).releases.uninstall()
+    print("mesh stopped" if _settings(args).target == "local" else "release uninstalled")
 
 
-def cmd_demo(args: argparse.Namespace) -> None:
-    """The local canary walkthrough: up, walk the stages with probes, promote, down."""
+def _rollout(target: Target, args: argparse.Namespace, echo: Any) -> int:
+    """The whole flow on ``target``; exit code 0 when promoted."""
     from workbook import rollout
 
-    cluster = _cluster(args)
-    if cluster.settings.target == "local" and cluster.running():  # type: ignore[attr-defined]
-        cluster.down()
-    print("deploying stable v1 and canary v2 (canary weight 0) ...")
-    cluster.up({})
-    _print_status(cluster, as_json=False)
-    print(
-        f"\nwalking the canary through 0 → {' → '.join(map(str, STAGE_PLAN))} "
-        f"with {args.n} requests per stage"
-    )
-    results = rollout.walk(
-        cluster, (0, *STAGE_PLAN), args.n, on_stage=lambda r: print(r.line()), show_progress=False
-    )
-    if all(r.passed for r in results) and len(results) == len(STAGE_PLAN) + 1:
-        print("\nevery stage fits its weights: promoting the canary")
-        print(_release_line(cluster.promote()))
+    result = rollout.run(target, requests=args.n, echo=echo)
+    if args.json:
+        _print_json(result.to_dict())
     else:
-        print("\na stage failed: rolling back")
-        print(_release_line(cluster.rollback(None)))
-    _print_status(cluster, as_json=False)
+        echo(f"\noutcome: {result.outcome}")
+    return 0 if result.outcome == "promoted" else 1
+
+
+def cmd_rollout(args: argparse.Namespace) -> int:
+    """Package, deploy the canary at 0%, smoke-test, shift through the stage plan, promote or
+    roll back."""
+    target = _target(args)
+    return _rollout(target, args, (lambda _: None) if args.json else print)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The local canary walkthrough from the command line: a fresh mesh, the whole flow, down."""
+    from workbook.local.target import LocalTarget
+
+    target = _target(args)
+    if not isinstance(target, LocalTarget):
+        raise ConfigError("demo", "--target", "runs on the local mesh only; use `workbook rollout`")
+    target.down()
+    stages = " → ".join(f"{w}%" for w in target.settings.stages)
+    print(
+        f"canary {target.settings.canary_version} next to stable {target.settings.stable_version}"
+    )
+    print(f"stage plan: 0% → {stages} with {args.n} requests per stage")
+    code = _rollout(target, args, print)
+    _print_status(target, as_json=False)
     if not args.keep:
-        cluster.down()
+        target.down()
         print("mesh stopped (use --keep to leave it running)")
+    return code
 
 
 def _param(text: str) -> tuple[str, Any]:
@@ -212,13 +222,19 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"executed {out}")
 
 
-def cmd_walkthrough(args: argparse.Namespace) -> None:
+def cmd_walkthrough(args: argparse.Namespace) -> int:
+    """The whole flow through the notebooks (``make demo``), from a fresh local mesh."""
     from workbook import notebooks
 
     run_dir = Path(args.run_dir or Path("runs") / notebooks.new_run_id())
     settings = _settings(args)
-    outputs = notebooks.walkthrough(run_dir, target=settings.target, requests=args.n)
-    print(f"\nexecuted notebooks ({len(outputs)}) and figures are under {run_dir}/:")
+    if settings.target == "local":
+        connect(settings).releases.uninstall()
+    stages = " → ".join(f"{w}%" for w in settings.stages)
+    print(f"walkthrough: package, deploy at 0%, header pins, {stages}, promote (or roll back)")
+    result, outputs = notebooks.walkthrough(run_dir, target=settings.target, requests=args.n)
+    print(f"\noutcome: {result.outcome}")
+    print(f"executed notebooks ({len(outputs)}) and figures are under {run_dir}/:")
     for out in outputs:
         figures = sorted(p.name for p in out.parent.glob("*.png"))
         print(
@@ -231,8 +247,9 @@ def cmd_walkthrough(args: argparse.Namespace) -> None:
                 "the local mesh keeps running: `workbook status`, `workbook probe`, `workbook down`"
             )
         else:
-            connect(settings).down()
+            connect(settings).releases.uninstall()
             print("local mesh stopped (use --keep to leave it running)")
+    return 0 if result.outcome == "promoted" else 1
 
 
 def parser() -> argparse.ArgumentParser:
@@ -322,9 +339,17 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "demo", parents=[common], help="the local canary walkthrough from the command line"
     )
-    s.add_argument("-n", type=int, default=DEFAULT_REQUESTS)
+    s.add_argument("-n", type=int, default=DEFAULT_REQUESTS, help="requests per stage")
     s.add_argument("--keep", action="store_true", help="leave the mesh running at the end")
+    s.add_argument("--json", action="store_true", help="print the outcome as JSON")
     s.set_defaults(func=cmd_demo)
+
+    s = sub.add_parser(
+        "rollout", parents=[common], help="the whole canary flow: stages, gates, promote/rollback"
+    )
+    s.add_argument("-n", type=int, default=DEFAULT_REQUESTS, help="requests per stage")
+    s.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    s.set_defaults(func=cmd_rollout)
 
     from workbook.pipeline import register_cli
 
@@ -335,13 +360,13 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        args.func(args)
+        code = args.func(args)
     except WorkbookError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         return 130
-    return 0
+    return int(code or 0)
 
 
 if __name__ == "__main__":

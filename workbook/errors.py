@@ -56,7 +56,21 @@ class RegistryError(WorkbookError):
 
 
 class AzureError(WorkbookError):
-    """Azure ML or the Kubernetes cluster refused or could not be reached."""
+    """Azure ML refused or could not be reached."""
+
+
+class KubernetesError(WorkbookError):
+    """The Kubernetes cluster, Helm or Istio refused, timed out or could not be reached."""
+
+
+class ConflictError(WorkbookError):
+    """Another command deployed a revision meanwhile; nothing was changed (exit code 3)."""
+
+    exit_code = 3
+
+
+class StageFailed(WorkbookError):
+    """A rollout step did not pass its gate: the flow rolls back."""
 
 
 class MissingDependencyError(WorkbookError):

@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from workbook import flow
 from workbook.errors import ConfigError, WorkbookError
-from workbook.settings import DEFAULT_REQUESTS, project_root
+from workbook.settings import DEFAULT_REQUESTS, Settings, project_root
 
 NOTEBOOKS = (
     "01_workspace_setup",
@@ -78,63 +79,87 @@ def run_notebook(
     return out
 
 
+class NotebookExecutor:
+    """Runs each step of the flow as its notebook(s), each in its own folder under ``run_dir``."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        target: str = "local",
+        requests: int = DEFAULT_REQUESTS,
+        deploy_params: dict[str, Any] | None = None,
+        echo: Any = print,
+    ) -> None:
+        self.run_dir, self.target, self.requests, self.echo = run_dir, target, requests, echo
+        self.deploy_params = dict(deploy_params or {})
+        self.outputs: list[Path] = []
+        self.image_ref = ""
+
+    def _run(self, folder: str, name: str, params: dict[str, Any]) -> Path:
+        shown = {k: v for k, v in params.items() if k != "target"}
+        self.echo(f"running {name} {shown}")
+        out = run_notebook(name, {"target": self.target, **params}, run_dir=self.run_dir / folder)
+        self.outputs.append(out)
+        return out
+
+    def __call__(self, step: str) -> flow.StepOutcome:
+        from workbook import record
+
+        weight = flow.shift_weight(step)
+        if weight is not None:
+            out = self._run(
+                f"04_shift_traffic-{weight:03d}",
+                "04_shift_traffic",
+                {"canary_weight": weight, "requests": self.requests},
+            )
+            stage = record.load("stage", out.parent)
+            self.echo("  " + str(stage.get("line", "")))
+            return flow.StepOutcome(step, True, data=stage)
+        if step == flow.PACKAGE:
+            settings = Settings.from_env(target=self.target)
+            self._run("01_workspace_setup", "01_workspace_setup", {})
+            out = self._run(
+                "02_package_image", "02_package_image", {"model_version": settings.canary_version}
+            )
+            self.image_ref = str(record.load("image", out.parent)["ref"])
+            return flow.StepOutcome(step, True, data={"image": self.image_ref})
+        if step == flow.DEPLOY:
+            params = {"canary_image": self.image_ref, **self.deploy_params}
+            self._run("03_deploy_helm", "03_deploy_helm", params)
+            return flow.StepOutcome(step, True)
+        if step == flow.SMOKE:
+            self._run(
+                "05_header_routing", "05_header_routing", {"requests": min(self.requests, 200)}
+            )
+            return flow.StepOutcome(step, True)
+        if step in (flow.PROMOTE, flow.ROLLBACK):
+            self._run("06_promote_or_rollback", "06_promote_or_rollback", {"decision": step})
+            return flow.StepOutcome(step, True)
+        raise ConfigError("step", step, f"is not a step of the flow {flow.plan((100,))}")
+
+
 def walkthrough(
     run_dir: Path,
     *,
     target: str = "local",
-    stages: tuple[int, ...] | None = None,
     requests: int = DEFAULT_REQUESTS,
-    decision: str = "promote",
+    deploy_params: dict[str, Any] | None = None,
     echo: Any = print,
-) -> list[Path]:
-    """The whole canary through the notebooks: 01 → 02 → 03 → 05 → 04 per stage → 06.
-
-    Each notebook runs in its own folder under ``run_dir`` (executed copy, figures, records).
-    A failing stage stops the walk and runs 06 with ``decision="rollback"``.
-    """
-    from workbook.settings import STAGE_PLAN, Settings
-
+) -> tuple[flow.FlowResult, list[Path]]:
+    """The whole canary through the notebooks, one step after the other (``workbook.flow``), for
+    the settings' stage plan. A failing step rolls back through notebook 06."""
     settings = Settings.from_env(target=target)
-    if target == "local":  # a walkthrough starts from a fresh local mesh
-        from workbook.local.client import LocalCluster
-
-        LocalCluster(settings).down()
-    plan: list[tuple[str, str, dict[str, Any]]] = [
-        ("01_workspace_setup", "01_workspace_setup", {"target": target}),
-        (
-            "02_package_image",
-            "02_package_image",
-            {"target": target, "model_version": settings.canary_version},
-        ),
-        ("03_deploy_helm", "03_deploy_helm", {"target": target, "canary_weight": 0}),
-        ("05_header_routing", "05_header_routing", {"target": target}),
-    ]
-    for w in stages or STAGE_PLAN:
-        plan.append(
-            (
-                f"04_shift_traffic-{w:03d}",
-                "04_shift_traffic",
-                {"target": target, "canary_weight": w, "requests": requests},
-            )
-        )
-    outputs = []
-    for folder, name, params in plan:
-        echo(f"running {name} {params}")
-        try:
-            outputs.append(run_notebook(name, params, run_dir=run_dir / folder))
-        except Exception as e:  # a failed cell, a timeout, a dead kernel: roll back all the same
-            echo(f"  failed: {e}")
-            decision = "rollback"
-            break
-    echo(f"running 06_promote_or_rollback decision={decision}")
-    outputs.append(
-        run_notebook(
-            "06_promote_or_rollback",
-            {"target": target, "decision": decision},
-            run_dir=run_dir / "06_promote_or_rollback",
-        )
+    execute = NotebookExecutor(
+        run_dir, target=target, requests=requests, deploy_params=deploy_params, echo=echo
     )
-    return outputs
+
+    def on_step(outcome: flow.StepOutcome) -> None:
+        if not outcome.passed:
+            echo(f"  {outcome.step} failed: " + "; ".join(outcome.reasons))
+
+    result = flow.run(flow.plan(settings.stages), execute, on_step=on_step)
+    return result, execute.outputs
 
 
 def _relative_paths(out: Path, src: Path) -> None:

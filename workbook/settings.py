@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from workbook.canary import DEFAULT_STAGES, parse_stages, stage_plan, validate_weight
 from workbook.errors import ConfigError
 
-#: Canary weights the rollout walks through, in order. The pipeline and the notebooks use this list;
-#: ``tests/test_stage_plan.py`` proves azure-pipelines.yml says the same.
-STAGE_PLAN: tuple[int, ...] = (10, 50, 100)
+__all__ = ["DEFAULT_STAGES", "Settings", "validate_weight"]
 
 #: Significance of the split test: a stage whose observed split has p < SPLIT_ALPHA fails. Small,
 #: because a false alarm rolls back a healthy canary; misrouting is gross and still caught.
@@ -38,37 +37,6 @@ def project_root() -> Path:
     return Path.cwd()
 
 
-def validate_weight(value: Any, obj: str = "canary", field_name: str = "weight") -> int:
-    """An integer percentage 0..100, or a ConfigError naming the object and field."""
-    if isinstance(value, bool):
-        raise ConfigError(obj, field_name, f"must be an integer 0..100, got {value!r}")
-    if isinstance(value, str):
-        text = value.strip()
-        if not text.lstrip("-").isdigit():
-            raise ConfigError(obj, field_name, f"must be an integer 0..100, got {value!r}")
-        value = int(text)
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ConfigError(obj, field_name, f"must be an integer 0..100, got {value!r}")
-        value = int(value)
-    if not isinstance(value, int):
-        raise ConfigError(obj, field_name, f"must be an integer 0..100, got {value!r}")
-    if not 0 <= value <= 100:
-        raise ConfigError(obj, field_name, f"must be 0..100, got {value}")
-    return value
-
-
-def validate_stage_plan(stages: tuple[int, ...] | list[int]) -> tuple[int, ...]:
-    """Weights strictly increasing, each 0..100: a rollout only moves traffic towards the canary."""
-    out = tuple(validate_weight(w, "stage plan", f"stages[{i}]") for i, w in enumerate(stages))
-    for i in range(1, len(out)):
-        if out[i] <= out[i - 1]:
-            raise ConfigError(
-                "stage plan", f"stages[{i}]", f"must be greater than {out[i - 1]}, got {out[i]}"
-            )
-    return out
-
-
 @dataclass(frozen=True)
 class Settings:
     """Where and what to deploy. Every field can come from a ``WORKBOOK_*`` environment variable."""
@@ -83,9 +51,11 @@ class Settings:
     stable_version: str = "v1"
     canary_version: str = "v2"
     header_name: str = HEADER_NAME
-    stages: tuple[int, ...] = STAGE_PLAN
+    stages: tuple[int, ...] = DEFAULT_STAGES
     kiali_url: str = "http://localhost:20001/kiali"
     kube_context: str | None = None
+    #: Seconds a verb waits for the gateway to serve new weights (``WORKBOOK_SERVE_TIMEOUT_S``).
+    serve_timeout_s: float = 120.0
     state_dir: Path = field(default_factory=lambda: project_root() / ".workbook")
     chart_dir: Path = field(default_factory=lambda: project_root() / "charts" / CHART_NAME)
 
@@ -94,7 +64,7 @@ class Settings:
             raise ConfigError(
                 "settings", "target", f"must be one of {TARGETS}, got {self.target!r}"
             )
-        validate_stage_plan(self.stages)
+        object.__setattr__(self, "stages", stage_plan(self.stages, "settings"))
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -106,23 +76,22 @@ class Settings:
             if raw is None:
                 continue
             if name == "stages":
-                values[name] = tuple(
-                    validate_weight(x, "WORKBOOK_STAGES", f"[{i}]")
-                    for i, x in enumerate(raw.split(","))
-                    if x.strip()
-                )
+                values[name] = parse_stages(raw, "WORKBOOK_STAGES")
             elif name in ("state_dir", "chart_dir"):
                 values[name] = Path(raw)
+            elif name == "serve_timeout_s":
+                try:
+                    values[name] = float(raw)
+                except ValueError:
+                    raise ConfigError(
+                        "WORKBOOK_SERVE_TIMEOUT_S", "", f"must be seconds, got {raw!r}"
+                    ) from None
             else:
                 values[name] = raw
         if "KIALI_URL" in env and "kiali_url" not in values:
             values["kiali_url"] = env["KIALI_URL"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
-
-    def with_(self, **changes: Any) -> Settings:
-        """A copy with some fields changed."""
-        return replace(self, **changes)
 
     def image(self, version: str) -> str:
         """The image reference of one model version in the team's registry."""

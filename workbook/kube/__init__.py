@@ -1,5 +1,6 @@
 """The ``k8s`` target: a Helm release of the chart on a real cluster with Istio.
 
-``cluster.KubernetesCluster`` implements the ``Cluster`` verbs; ``helm`` holds the Helm calls and
-``client`` the Kubernetes API calls (pure functions over an ``ApiClient``, tested against kmock).
+``target.KubernetesTarget`` implements the seam of ``workbook.seam``; ``helm`` holds the Helm
+calls and ``client`` the Kubernetes API calls (pure functions over an ``ApiClient``, tested
+against kmock).
 """

@@ -1,8 +1,8 @@
 """Helm releases through helm-python-sdk (Helm's own Go SDK), behind a small interface.
 
-``HelmOps`` is what ``KubernetesCluster`` needs from Helm. ``HelmRelease`` implements it with
-``helm_python.Config``; tests pass a fake, because Helm cannot run against a fake API server
-(it needs the OpenAPI document and server-side apply, see notes/helm.md).
+``HelmOps`` is what ``KubernetesTarget`` needs from Helm. ``HelmRelease`` implements it with
+``helm_python.Config``; tests pass a fake, because Helm cannot run against a fake API server (it
+needs the API server's OpenAPI document and server-side apply, which kmock does not serve).
 """
 
 from __future__ import annotations

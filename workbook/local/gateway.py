@@ -1,7 +1,7 @@
 """The ingress gateway: a real Envoy programmed through file-based xDS.
 
 Clusters (CDS) and routes (RDS) live in separate watched directories and are replaced by
-rename. Order matters (notes/envoy.md): new clusters first, then routes, then removal of the
+rename. Order matters: new clusters first, then routes, then removal of the
 clusters no route uses. Each step waits until Envoy reports the new version; a rejected update
 restores the previous file, so the gateway keeps serving its previous configuration.
 """

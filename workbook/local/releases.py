@@ -6,9 +6,9 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from workbook.cluster import Release
 from workbook.errors import ConfigError
 from workbook.files import read_json, write_json
+from workbook.seam import Release
 
 
 class ReleaseStore:

@@ -25,16 +25,16 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from workbook import chart, envoy, istio
-from workbook.cluster import Release
-from workbook.errors import ConfigError, MeshError, WorkbookError
+from workbook import chart, envoy, istio, served
+from workbook.errors import ConfigError, ConflictError, MeshError, WorkbookError
 from workbook.files import read_json, write_json
 from workbook.local.gateway import Gateway
 from workbook.local.pods import PodManager, pod_spec
 from workbook.local.ports import free_port
 from workbook.local.releases import ReleaseStore
 from workbook.registry import LocalImageStore
-from workbook.settings import Settings, validate_weight
+from workbook.seam import Release
+from workbook.settings import Settings
 
 log = logging.getLogger("workbook.supervisor")
 
@@ -81,21 +81,6 @@ def overlay(base: list[dict[str, Any]], applied: list[dict[str, Any]]) -> list[d
     by_key = {key(o): o for o in applied}
     out = [by_key.pop(key(o), o) for o in base]
     return out + list(by_key.values())
-
-
-def default_route_weights(objects: list[dict[str, Any]]) -> dict[str, int]:
-    """Subset → weight on each VirtualService's catch-all route (the one without a match)."""
-    out: dict[str, int] = {}
-    for vs in (o for o in objects if o.get("kind") == "VirtualService"):
-        http = vs.get("spec", {}).get("http", [])
-        catch_all = [h for h in http if not h.get("match")]
-        if not catch_all:
-            continue
-        for dest in catch_all[0].get("route", []):
-            subset = dest.get("destination", {}).get("subset", "")
-            weight = dest.get("weight", 100 if len(catch_all[0]["route"]) == 1 else 0)
-            out[subset] = out.get(subset, 0) + int(weight)
-    return out
 
 
 def subset_of(labels: dict[str, str], objects: list[dict[str, Any]]) -> str:
@@ -210,81 +195,39 @@ class Supervisor:
             except Exception as e:  # the gateway keeps what it has; say so in the log
                 log.error("could not restore the previous configuration: %s", e)
 
-    @staticmethod
-    def _deployed(current: Release | None) -> Release:
-        if current is None:
-            raise MeshError("nothing is deployed yet; run `workbook up` first")
-        return current
-
-    async def shift(self, weight: Any) -> Release:
-        w = validate_weight(weight)
+    async def deploy(
+        self, values: Any, description: str, expect_revision: int | None = None
+    ) -> Release:
+        """Deploy full chart values as a new revision (``helm upgrade --install``)."""
+        if not isinstance(values, dict):
+            raise ConfigError(
+                "release", "values", f"must be a mapping, got {type(values).__name__}"
+            )
 
         def make(current: Release | None) -> tuple[dict[str, Any], str]:
-            values = copy.deepcopy(self._deployed(current).values)
-            canary = values.setdefault("canary", {})
-            if canary.get("enabled", True) is False:
-                raise ConfigError(
-                    "canary",
-                    "enabled",
-                    "is false: no canary is deployed; deploy one with "
-                    "`workbook upgrade --set canary.enabled=true --set canary.image.tag=...`",
+            deployed = current.revision if current else 0
+            if expect_revision is not None and deployed != expect_revision:
+                raise ConflictError(
+                    f"release {self.settings.release}: revision {deployed} is deployed, not "
+                    f"{expect_revision}; another command changed it meanwhile: look at "
+                    "`workbook history` and try again"
                 )
-            canary["weight"] = w
-            return values, f"shift canary to {w}%"
+            return copy.deepcopy(values), str(description)
 
         return await self.release(make)
 
-    async def upgrade(self, overrides: dict[str, Any], description: str = "upgrade") -> Release:
-        def make(current: Release | None) -> tuple[dict[str, Any], str]:
-            return chart.merge_values(current.values if current else {}, overrides), description
+    async def rollback(self, revision: Any) -> Release:
+        """Deploy an earlier revision's values again, as a new revision (``helm rollback``)."""
+        if isinstance(revision, bool) or not isinstance(revision, int) or revision < 1:
+            raise ConfigError(
+                "rollback", "revision", f"must be a positive integer, got {revision!r}"
+            )
 
-        return await self.release(make)
-
-    async def rollback(self, revision: int | None) -> Release:
         def make(current: Release | None) -> tuple[dict[str, Any], str]:
-            current = self._deployed(current)
-            if revision is None:
-                earlier = [
-                    r
-                    for r in self.releases.history()
-                    if r.revision < current.revision and r.status != "failed"
-                ]
-                if not earlier:
-                    raise ConfigError(
-                        "rollback", "revision", "there is no earlier revision to return to"
-                    )
-                target = earlier[-1]
-            else:
-                target = self.releases.get(revision)
+            target = self.releases.get(revision)
             return copy.deepcopy(target.values), f"rollback to {target.revision}"
 
         return await self.release(make)
-
-    async def promote(self) -> Release:
-        """Two revisions, as on the cluster: stable takes the canary's image while the canary still
-        serves its share; then the canary is retired and stable takes all traffic."""
-        version: list[str] = []
-
-        def stable_takes_canary(current: Release | None) -> tuple[dict[str, Any], str]:
-            values = copy.deepcopy(self._deployed(current).values)
-            defaults = chart.default_values(self.settings.chart_dir).get("canary", {})
-            canary = chart.merge_values(defaults, values.get("canary", {}))
-            if canary.get("enabled", True) is False:
-                raise ConfigError("canary", "enabled", "is false: there is no canary to promote")
-            stable = values.setdefault("stable", {})
-            stable["image"] = copy.deepcopy(canary["image"])
-            stable["version"] = canary["version"]
-            stable["env"] = copy.deepcopy(canary.get("env", []))
-            version.append(str(canary["version"]))
-            return values, f"promote {canary['version']}: stable runs the canary's image"
-
-        def retire_canary(current: Release | None) -> tuple[dict[str, Any], str]:
-            values = copy.deepcopy(self._deployed(current).values)
-            values["canary"] = {**values.get("canary", {}), "enabled": False, "weight": 0}
-            return values, f"promote {version[0]}: canary retired"
-
-        await self.release(stable_takes_canary)
-        return await self.release(retire_canary)
 
     async def apply(self, objects: list[dict[str, Any]]) -> list[str]:
         """Apply Istio objects over the release's own until the next release (kubectl apply)."""
@@ -310,37 +253,35 @@ class Supervisor:
 
     # ---- read ----------------------------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
-        rel = self.releases.deployed()
-        weights = default_route_weights(self.objects)
-        versions = []
+    def readiness(self) -> list[dict[str, Any]]:
+        """Per Deployment of the live objects: track, version, image, desired and ready pods."""
+        out = []
         for d in (o for o in self.objects if o.get("kind") == "Deployment"):
             spec, replicas = pod_spec(d)
             pods = [p for p in self.pods.pods.values() if p.spec.deployment == spec.deployment]
-            versions.append(
+            out.append(
                 {
                     "track": spec.labels.get("track", spec.deployment),
                     "version": spec.labels.get("version", ""),
                     "image": spec.image,
                     "replicas": replicas,
                     "ready": sum(1 for p in pods if p.ready and not p.stopping),
-                    "weight": weights.get(subset_of(spec.labels, self.objects), 0),
                 }
             )
+        return out
+
+    async def served_weights(self) -> dict[str, int]:
+        """Subset → weight of the weighted route, from Envoy's own config dump."""
+        return served.served_weights([await self.gateway.served_routes()])
+
+    def extra(self) -> dict[str, Any]:
+        """What only the local target has: admin URL, process ids, restarts, pods."""
         return {
-            "target": "local",
-            "namespace": self.settings.namespace,
-            "release": self.settings.release,
-            "revision": rel.revision if rel else 0,
-            "gateway_url": self.gateway.url,
-            "versions": versions,
-            "extra": {
-                "admin_url": self.gateway.admin_url,
-                "gateway_pid": self.gateway.proc.pid if self.gateway.proc else None,
-                "gateway_restarts": self.gateway.restarts,
-                "pods": [p.summary() for p in self.pods.pods.values()],
-                "supervisor_pid": os.getpid(),
-            },
+            "admin_url": self.gateway.admin_url,
+            "gateway_pid": self.gateway.proc.pid if self.gateway.proc else None,
+            "gateway_restarts": self.gateway.restarts,
+            "pods": [p.summary() for p in self.pods.pods.values()],
+            "supervisor_pid": os.getpid(),
         }
 
     def get(self, kind: str, name: str | None) -> list[dict[str, Any]]:
@@ -400,27 +341,29 @@ def routes(sup: Supervisor) -> web.RouteTableDef:
     async def healthz(_: web.Request) -> web.Response:
         return ok({"ok": True, "pid": os.getpid()})
 
-    @r.get("/status")
-    async def status(_: web.Request) -> web.Response:
-        return ok(sup.status())
+    @r.get("/info")
+    async def info(_: web.Request) -> web.Response:
+        return ok({"gateway_url": sup.gateway.url, "extra": sup.extra()})
+
+    @r.get("/readiness")
+    async def readiness(_: web.Request) -> web.Response:
+        return ok(sup.readiness())
+
+    @r.get("/served")
+    async def served_weights(_: web.Request) -> web.Response:
+        return ok(await sup.served_weights())
 
     @r.post("/release")
     async def release(request: web.Request) -> web.Response:
         b = await body(request)
-        rel = await sup.upgrade(b.get("values", {}), b.get("description", "upgrade"))
+        rel = await sup.deploy(
+            b.get("values"), b.get("description", "upgrade"), b.get("expect_revision")
+        )
         return ok(rel.summary())
-
-    @r.post("/shift")
-    async def shift(request: web.Request) -> web.Response:
-        return ok((await sup.shift((await body(request)).get("weight"))).summary())
 
     @r.post("/rollback")
     async def rollback(request: web.Request) -> web.Response:
         return ok((await sup.rollback((await body(request)).get("revision"))).summary())
-
-    @r.post("/promote")
-    async def promote(_: web.Request) -> web.Response:
-        return ok((await sup.promote()).summary())
 
     @r.post("/apply")
     async def apply(request: web.Request) -> web.Response:
@@ -433,10 +376,6 @@ def routes(sup: Supervisor) -> web.RouteTableDef:
     @r.get("/history")
     async def history(_: web.Request) -> web.Response:
         return ok([h.summary() for h in sup.releases.history()])
-
-    @r.get("/release/{revision}")
-    async def manifest(request: web.Request) -> web.Response:
-        return ok(sup.releases.get(int(request.match_info["revision"])).__dict__)
 
     @r.get("/stats")
     async def stats(_: web.Request) -> web.Response:

@@ -1,30 +1,21 @@
 """``python -m workbook.pipeline.check_plan 10,50,100``: refuse a plan that is no rollout.
 
-The pipeline's ``canaryWeights`` can be changed at queue time; a plan must increase and end at 100
-before Promote makes the canary the stable version. Exit code 2 with the reason otherwise.
+The pipeline's ``canaryWeights`` can be changed at queue time; the plan must follow the canary
+core's rule (``workbook.canary.stage_plan``): weights 1..100, strictly increasing. Exit code 2
+with the reason otherwise.
 """
 
 from __future__ import annotations
 
 import sys
 
+from workbook.canary import parse_stages
 from workbook.errors import ConfigError
-from workbook.settings import validate_stage_plan, validate_weight
 
 
 def check(text: str) -> tuple[int, ...]:
-    """The plan from ``"10,50,100"``; ConfigError naming the entry that is wrong."""
-    items = [x.strip() for x in text.split(",") if x.strip()]
-    if not items:
-        raise ConfigError("canaryWeights", "", "is empty: give at least one weight, ending at 100")
-    plan = validate_stage_plan(
-        [validate_weight(x, "canaryWeights", f"[{i}]") for i, x in enumerate(items)]
-    )
-    if plan[-1] != 100:
-        raise ConfigError(
-            "canaryWeights", f"[{len(plan) - 1}]", f"must end at 100 before Promote, got {plan[-1]}"
-        )
-    return plan
+    """The plan from ``"10,50,100"``: the canary core's rule, ConfigError naming the bad entry."""
+    return parse_stages(text, "canaryWeights")
 
 
 def main(argv: list[str] | None = None) -> int:
