@@ -19,11 +19,10 @@ from typing import Any
 
 import yaml
 
-from workbook import traffic
-from workbook import operations
-from workbook.local.target import LocalTarget
+from workbook import operations, traffic
 from workbook.local.gateway import envoy_binary
 from workbook.local.ports import free_port
+from workbook.local.target import LocalTarget
 from workbook.settings import Settings, project_root
 
 ROUNDS = 3

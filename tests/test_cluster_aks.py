@@ -1,4 +1,5 @@
-"""The whole canary on a real cluster: up, shift 10 → 50 → 100 with probes, promote, down.
+"""The one canary flow on a real cluster: stable up, canary at 0%, header pins, the stage plan
+with probes and gates, promote, down.
 
 Skipped unless ``WORKBOOK_CLUSTER_TESTS=1`` and a kubeconfig exists (``KUBECONFIG`` or
 ``~/.kube/config``). What the cluster needs:
@@ -27,13 +28,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from workbook.kube.target import KubernetesTarget
 
-from workbook import chart
-from workbook.analysis import check_split
+from workbook import chart, flow, operations, rollout
+from workbook.kube.target import KubernetesTarget
 from workbook.settings import Settings
 from workbook.traffic import probe
 
@@ -55,59 +56,35 @@ PROBES = int(os.environ.get("WORKBOOK_E2E_PROBES", "400"))
 
 
 @pytest.fixture(scope="module")
-def aks() -> Iterator[KubernetesCluster]:
+def aks() -> Iterator[KubernetesTarget]:
     """The k8s target from the environment; the release is removed at the end."""
-    settings = Settings.from_env(target="k8s")
-    cluster = KubernetesCluster(settings, verify_timeout_s=180, rollout_timeout_s=900)
+    settings = replace(Settings.from_env(target="k8s"), serve_timeout_s=180)
+    target = KubernetesTarget(settings, rollout_timeout_s=900)
     try:
-        yield cluster
+        yield target
     finally:
         if os.environ.get("WORKBOOK_E2E_KEEP") != "1":
-            cluster.down()
+            target.releases.uninstall()
 
 
 def _overrides() -> dict[str, object]:
-    raw = os.environ.get("WORKBOOK_E2E_SET", "")
-    return chart.parse_sets([s for s in raw.split(",") if s.strip()])
+    return chart.parse_sets([s for s in os.environ.get("WORKBOOK_E2E_SET", "").split(",") if s])
 
 
-def _served(cluster: KubernetesCluster, weights: dict[str, int]) -> None:
-    """Probe through the gateway and test the split against ``weights`` (by model version)."""
-    url = cluster.status().gateway_url
-    assert url, "no gateway address: set WORKBOOK_GATEWAY_URL or give the gateway a LoadBalancer"
-    result = probe(url + "/score", PROBES, concurrency=8, payload={"data": [[0.1, 0.2, 0.3]]})
-    assert result.errors == 0, result.to_dict()
-    verdict = check_split(result.counts, weights)
-    assert verdict.passed, verdict.reason
-
-
-def test_full_canary_flow(aks: KubernetesCluster) -> None:
+def test_the_one_flow_promotes_on_a_real_cluster(aks: KubernetesTarget) -> None:
+    """Deploy stable, then the flow's steps after Package (the images are pushed beforehand)."""
     s = aks.settings
-    first = aks.up(_overrides())
-    assert first.revision >= 1
-    status = aks.status()
-    assert {v.track for v in status.versions} == {"stable", "canary"}
-    assert all(v.ready == v.replicas for v in status.versions), status.to_dict()
-    _served(aks, {s.stable_version: 100, s.canary_version: 0})
-
-    for weight in s.stages:  # 10, 50, 100
-        release = aks.shift(weight)
-        assert release.revision > first.revision
-        assert aks.status().weights() == {s.stable_version: 100 - weight, s.canary_version: weight}
-        _served(aks, {s.stable_version: 100 - weight, s.canary_version: weight})
-        if weight < 100:  # a pinned request ignores the weights
-            pinned = probe(
-                aks.status().gateway_url + "/score",
-                20,
-                headers={s.header_name: "canary"},
-                payload={"data": [[0.1, 0.2, 0.3]]},
-            )
-            assert pinned.counts == {s.canary_version: 20}, pinned.to_dict()
-
-    promoted = aks.promote()
-    assert promoted.values["stable"]["version"] == s.canary_version
-    status = aks.status()
-    assert [v.track for v in status.versions] == ["stable"]
-    assert status.versions[0].image.endswith(f":{s.canary_version}")
-    _served(aks, {s.canary_version: 100})
-    assert [r.revision for r in aks.history()][-1] == promoted.revision
+    operations.up(aks, {**_overrides(), "canary": {"enabled": False}})
+    stages: list[dict[str, object]] = []
+    result = flow.run(
+        flow.plan(s.stages)[1:],
+        rollout.DirectExecutor(aks, requests=PROBES, echo=print),
+        on_step=lambda o: stages.append({"step": o.step, "passed": o.passed, "why": o.reasons}),
+    )
+    assert result.outcome == "promoted", stages
+    status = operations.status(aks)
+    assert [(v.track, v.version, v.weight) for v in status.versions] == [
+        ("stable", s.canary_version, 100)
+    ]
+    served = probe(status.gateway_url + "/score", PROBES, show_progress=False)
+    assert served.counts == {s.canary_version: PROBES}, served.to_dict()

@@ -17,16 +17,16 @@ from typing import Any
 
 import pytest
 from kmock_support import KubeFake, kube_fake  # noqa: F401  (the ``kube`` fixture)
-from workbook.kube.target import (
-    KubernetesTarget,
-    parse_manifest,
-    release_objects,
-)
 
 from workbook import canary, chart, operations
 from workbook.errors import AzureError, ConfigError, MeshError
 from workbook.kube import client
 from workbook.kube.helm import HelmRelease, kubeconfig_path
+from workbook.kube.target import (
+    KubernetesTarget,
+    parse_manifest,
+    release_objects,
+)
 from workbook.settings import Settings
 from workbook.targets import connect
 
