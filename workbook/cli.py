@@ -192,16 +192,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not isinstance(target, LocalTarget):
         raise ConfigError("demo", "--target", "runs on the local mesh only; use `workbook rollout`")
     target.down()
-    stages = " → ".join(f"{w}%" for w in target.settings.stages)
-    print(
-        f"canary {target.settings.canary_version} next to stable {target.settings.stable_version}"
-    )
-    print(f"stage plan: 0% → {stages} with {args.n} requests per stage")
-    code = _rollout(target, args, print)
-    _print_status(target, as_json=False)
+    echo = (lambda _: None) if args.json else print
+    s = target.settings
+    echo(f"canary {s.canary_version} next to stable {s.stable_version}")
+    echo(f"stage plan: 0% → {' → '.join(f'{w}%' for w in s.stages)}, {args.n} requests per stage")
+    code = _rollout(target, args, echo)
+    if not args.json:
+        _print_status(target, as_json=False)
     if not args.keep:
         target.down()
-        print("mesh stopped (use --keep to leave it running)")
+        echo("mesh stopped (use --keep to leave it running)")
     return code
 
 

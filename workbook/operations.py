@@ -66,13 +66,18 @@ def _deploy(target: Target, step: canary.Step, current: Release | None, echo: Ec
 
 
 def install(target: Target, values: dict[str, Any], description: str, echo: Echo) -> Release:
-    """A first revision: the target gets ready (local: the mesh starts), then the release."""
+    """Get the target ready (local: the mesh starts; k8s: namespace and pull secret), then deploy
+    ``values``: the first revision, or a new one on top of what a cluster already runs."""
     target.prepare(values)
+    current = target.releases.deployed()
     echo(f"{description} ...")
     try:
-        rel = target.releases.upgrade(values, description)
+        rel = target.releases.upgrade(
+            values, description, expect_revision=current.revision if current else None
+        )
     except BaseException:
-        target.abandon()
+        if current is None:
+            target.abandon()
         raise
     wait_served(target, canary.expected_weights(full_values(target, values)))
     echo(f"revision {rel.revision}: {rel.description}")
@@ -80,12 +85,10 @@ def install(target: Target, values: dict[str, Any], description: str, echo: Echo
 
 
 def up(target: Target, overrides: dict[str, Any] | None = None, *, echo: Echo = _quiet) -> Release:
-    """Deploy stable and canary from the settings plus ``overrides`` (``workbook up``)."""
+    """Deploy stable and canary from the settings plus ``overrides`` (``workbook up``); on the
+    local target only when no mesh runs yet."""
     values = chart.merge_values(target.settings.chart_values(), overrides or {})
-    current = target.releases.deployed()
-    if current is None:
-        return install(target, values, "up", echo)
-    return _deploy(target, canary.Step(values, "up"), current, echo)
+    return install(target, values, "up", echo)
 
 
 def upgrade(

@@ -54,6 +54,8 @@ class Settings:
     stages: tuple[int, ...] = DEFAULT_STAGES
     kiali_url: str = "http://localhost:20001/kiali"
     kube_context: str | None = None
+    #: Rehearsal faults of the dummy canary: ``errors=0.5,after=200`` (``WORKBOOK_CANARY_FAULT``).
+    canary_fault: str = ""
     #: Seconds a verb waits for the gateway to serve new weights (``WORKBOOK_SERVE_TIMEOUT_S``).
     serve_timeout_s: float = 120.0
     state_dir: Path = field(default_factory=lambda: project_root() / ".workbook")

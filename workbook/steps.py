@@ -170,8 +170,11 @@ def deploy_canary(
     canary_env: dict[str, str] | None = None,
     echo: operations.Echo = operations._quiet,
 ) -> Release:
-    """Deploy the canary at weight 0 next to what production runs; returns when ready and served."""
-    spec = canary_spec(target.settings, canary_image, canary_version, canary_env)
+    """Deploy the canary at weight 0 next to what production runs; returns when ready and served.
+
+    The settings' rehearsal faults (``canary_fault``) apply first, ``canary_env`` on top."""
+    env = {**parse_fault(target.settings.canary_fault), **(canary_env or {})}
+    spec = canary_spec(target.settings, canary_image, canary_version, env)
     return operations.deploy(target, spec, 0, echo=echo)
 
 
@@ -183,6 +186,22 @@ def fault_env(error_rate: float = 0.0, errors_after: int = 0) -> dict[str, str]:
     if not error_rate:
         return {}
     return {"DUMMY_ERROR_RATE": str(float(error_rate)), "DUMMY_ERROR_AFTER": str(int(errors_after))}
+
+
+def parse_fault(spec: str) -> dict[str, str]:
+    """``errors=0.5,after=200`` → the dummy canary's env: that share of its answers fail after its
+    first ``after`` answers. Empty spec, empty env."""
+    values: dict[str, str] = {}
+    for item in (x.strip() for x in spec.split(",") if x.strip()):
+        key, sep, raw = item.partition("=")
+        if not sep or key not in ("errors", "after"):
+            raise ConfigError("canary fault", key or item, "must be errors=RATE or after=N")
+        values[key] = raw.strip()
+    try:
+        rate, after = float(values.get("errors", 0)), int(values.get("after", 0))
+    except ValueError:
+        raise ConfigError("canary fault", spec, "must be errors=RATE,after=N") from None
+    return fault_env(rate, after)
 
 
 def stages_so_far(run_dir: Path | None) -> list[dict[str, Any]]:
