@@ -33,4 +33,4 @@ def test_bad_input_exits_2_and_names_the_field(tmp_path: Path, capsys) -> None:
 
 def test_a_verb_without_a_mesh_says_how_to_start_one(tmp_path: Path, capsys) -> None:
     assert cli.main(["status", "--state-dir", str(tmp_path)]) == 1
-    assert "start one with `workbook up`" in capsys.readouterr().err
+    assert "run `workbook up`" in capsys.readouterr().err
