@@ -19,11 +19,26 @@ from workbook.settings import Settings
 
 GOLDEN = Path(__file__).parent / "golden" / "chart"
 
+ADDON = {"istio": {"flavour": "addon", "revision": "asm-1-26"}}
+DIGEST = "sha256:" + "ab12" * 16
+
 GOLDEN_CASES: dict[str, dict[str, Any]] = {
     "defaults": {},
     "weight-37": {"canary": {"weight": 37}},
     "canary-disabled": {"canary": {"enabled": False}},
     "namespace-create": {"namespace": {"create": True}},
+    "addon": {**ADDON, "namespace": {"create": True}, "canary": {"weight": 10}},
+    "upstream-restricted": {
+        "istio": {"flavour": "upstream"},
+        "podSecurity": {"profile": "restricted"},
+        "gateway": {"hosts": ["scoring.example.com"]},
+    },
+    "canary-unrouted": {"canary": {"routed": False, "weight": 30}},
+    "digests": {
+        "stable": {"image": {"registry": "prod.azurecr.io", "tag": "v1"}},
+        "canary": {"image": {"registry": "ws.azurecr.cn", "repository": "package",
+                             "tag": "", "digest": DIGEST}},
+    },
 }
 
 
@@ -69,6 +84,10 @@ def test_goldens_differ_where_the_values_differ() -> None:
     assert weights(docs["canary-disabled"]) == {"stable": 100}
     assert docs["namespace-create"][0]["kind"] == "Namespace"
     assert "Namespace" not in [d["kind"] for d in docs["defaults"]]
+    assert weights(docs["canary-unrouted"]) == {"stable": 100}
+    assert one(docs["addon"], "Gateway")["spec"]["selector"] == {
+        "istio": "aks-istio-ingressgateway-external"
+    }
 
 
 # --- lint ----------------------------------------------------------------------------------------
@@ -301,6 +320,8 @@ def test_objects_come_in_a_stable_order() -> None:
         ("Service", "scoring"),
         ("Deployment", "scoring-stable"),
         ("Deployment", "scoring-canary"),
+        ("PodDisruptionBudget", "scoring-stable"),
+        ("PodDisruptionBudget", "scoring-canary"),
         ("Gateway", "scoring-gateway"),
         ("DestinationRule", "scoring"),
         ("VirtualService", "scoring"),
@@ -384,7 +405,8 @@ def test_container_env_image_and_security() -> None:
     }
     deps = {d["metadata"]["name"]: d for d in by_kind(chart.render(values), "Deployment")}
     pod = deps["scoring-canary"]["spec"]["template"]
-    assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "true"
+    assert pod["metadata"]["labels"]["sidecar.istio.io/inject"] == "true"
+    assert "annotations" not in pod["metadata"]
     assert "imagePullSecrets" not in pod["spec"]
     container = pod["spec"]["containers"][0]
     assert container["name"] == "scoring"
@@ -399,9 +421,10 @@ def test_container_env_image_and_security() -> None:
     assert container["volumeMounts"] == [{"name": "home", "mountPath": "/home/scoring"}]
     assert pod["spec"]["volumes"] == [{"name": "home", "emptyDir": {}}]
     security = container["securityContext"]
-    assert security["runAsNonRoot"] is True
+    assert "runAsNonRoot" not in security  # baseline: the Model.package image runs as root
     assert security["allowPrivilegeEscalation"] is False
-    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["capabilities"] == {"drop": ["NET_RAW"]}
+    assert pod["spec"]["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
     stable = deps["scoring-stable"]["spec"]["template"]["spec"]
     assert stable["containers"][0]["image"] == "canaryworkbook.azurecr.io/scoring:v1"
 
@@ -410,16 +433,20 @@ def test_gateway_from_values_or_an_existing_one() -> None:
     docs = chart.render({"gateway": {"hosts": ["scoring.example.com"], "port": 8080}})
     gateway = one(docs, "Gateway")
     assert gateway["spec"]["selector"] == {"istio": "ingressgateway"}
+    assert one(docs, "VirtualService")["spec"]["gateways"] == ["scoring-gateway", "mesh"]
     assert gateway["spec"]["servers"] == [
         {
             "port": {"number": 8080, "name": "http", "protocol": "HTTP"},
             "hosts": ["scoring.example.com"],
         }
     ]
-    assert one(docs, "VirtualService")["spec"]["hosts"] == ["scoring.example.com"]
+    assert one(docs, "VirtualService")["spec"]["hosts"] == [
+        "scoring.example.com",
+        "scoring.canary-demo.svc.cluster.local",
+    ]
     shared = chart.render({"gateway": {"create": False, "name": "istio-system/shared"}})
     assert by_kind(shared, "Gateway") == []
-    assert one(shared, "VirtualService")["spec"]["gateways"] == ["istio-system/shared"]
+    assert one(shared, "VirtualService")["spec"]["gateways"] == ["istio-system/shared"]  # "*"
 
 
 def test_manifest_is_the_rendered_objects() -> None:
