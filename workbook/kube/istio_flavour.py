@@ -93,10 +93,14 @@ class FlavourOverrides:
     def check(self) -> None:
         """ConfigError naming the setting that cannot be right."""
         if self.flavour and self.flavour not in FLAVOURS:
-            raise ConfigError("istio", "flavour", f"must be addon or upstream, got {self.flavour!r}")
+            raise ConfigError(
+                "istio", "flavour", f"must be addon or upstream, got {self.flavour!r}"
+            )
         if self.addon_ingress and self.addon_ingress not in ADDON_INGRESS:
             raise ConfigError(
-                "istio", "addon_ingress", f"must be external or internal, got {self.addon_ingress!r}"
+                "istio",
+                "addon_ingress",
+                f"must be external or internal, got {self.addon_ingress!r}",
             )
         if self.gateway_service and self.gateway_service.count("/") != 1:
             raise ConfigError(
@@ -270,7 +274,9 @@ def resolve_flavour(
     else:
         base = detect_flavour(api, namespace_labels=namespace_labels, addon_ingress=o.addon_ingress)
         if o.flavour and o.flavour != base.name:
-            base = defaults_for(FlavourOverrides(o.flavour, o.revision, addon_ingress=o.addon_ingress))
+            base = defaults_for(
+                FlavourOverrides(o.flavour, o.revision, addon_ingress=o.addon_ingress)
+            )
     if base.name == "addon" and not (o.revision or base.revision):
         raise ConfigError(
             "istio",
