@@ -25,7 +25,7 @@ the chart needs; ``namespace_labels`` is how a namespace asks for injection.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -118,7 +118,7 @@ class FlavourOverrides:
 # ---- pure: from listed objects to a flavour -----------------------------------------------------
 
 
-def istiod_revisions(deployments: list[Mapping[str, Any]]) -> list[str]:
+def istiod_revisions(deployments: Sequence[Mapping[str, Any]]) -> list[str]:
     """Revisions of the istiod Deployments among ``deployments`` (label, else name suffix)."""
     out: set[str] = set()
     for dep in deployments:
@@ -131,13 +131,17 @@ def istiod_revisions(deployments: list[Mapping[str, Any]]) -> list[str]:
     return sorted(out)
 
 
-def choose_revision(revisions: list[str], namespace_labels: Mapping[str, str] | None) -> str:
+def choose_revision(
+    revisions: list[str], namespace_labels: Mapping[str, str] | None, prefer: str = ""
+) -> str:
     """The one revision to inject with: the only one, or the one the namespace already names.
 
     Two revisions run side by side during an add-on upgrade (Microsoft Learn, "Upgrade Istio-based
     service mesh add-on for AKS"); then the namespace's own ``istio.io/rev`` decides, or the
-    settings must.
+    settings must (``prefer``, which wins whenever it is given).
     """
+    if prefer:
+        return prefer
     if len(revisions) == 1:
         return revisions[0]
     current = (namespace_labels or {}).get(REVISION_LABEL, "")
@@ -193,12 +197,13 @@ def detect_flavour(
     *,
     namespace_labels: Mapping[str, str] | None = None,
     addon_ingress: str = "",
+    revision: str = "",
 ) -> IstioFlavour:
     """The cluster's Istio: the add-on when istiod runs in ``aks-istio-system``, else upstream
     when it runs in ``istio-system``; AzureError saying what to install or set otherwise."""
     addon = istiod_revisions(_list(api, ADDON_SYSTEM_NAMESPACE, "Deployment"))
     if addon:
-        revision = choose_revision(addon, namespace_labels)
+        revision = choose_revision(addon, namespace_labels, revision)
         services = _list(api, ADDON_INGRESS_NAMESPACE, "Service")
         order = [addon_ingress] if addon_ingress else ["external", "internal"]
         for kind in order:
@@ -220,7 +225,7 @@ def detect_flavour(
         )
     upstream = istiod_revisions(_list(api, UPSTREAM_NAMESPACE, "Deployment"))
     if upstream:
-        revision = choose_revision(upstream, namespace_labels)
+        revision = choose_revision(upstream, namespace_labels, revision)
         svc = _named(_list(api, UPSTREAM_NAMESPACE, "Service"), UPSTREAM_INGRESS)
         if svc is None:
             raise AzureError(
@@ -272,7 +277,12 @@ def resolve_flavour(
     if o.complete:
         base = defaults_for(o)
     else:
-        base = detect_flavour(api, namespace_labels=namespace_labels, addon_ingress=o.addon_ingress)
+        base = detect_flavour(
+            api,
+            namespace_labels=namespace_labels,
+            addon_ingress=o.addon_ingress,
+            revision=o.revision,
+        )
         if o.flavour and o.flavour != base.name:
             base = defaults_for(
                 FlavourOverrides(o.flavour, o.revision, addon_ingress=o.addon_ingress)
