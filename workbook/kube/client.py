@@ -397,7 +397,8 @@ def ensure_namespace(
     """Create the namespace labelled ``istio-injection=enabled``, or add the label.
 
     A namespace on revision-based injection (``istio.io/rev``) is left alone. Returns
-    ``created``, ``labelled`` or ``unchanged``.
+    ``created``, ``labelled`` or ``unchanged``. Superseded by ``prepare_namespace``, which never
+    stamps Helm ownership on an existing namespace and keeps any explicit injection choice.
     """
     core = client.CoreV1Api(api)
     obj = ref("Namespace", None, name)
