@@ -345,7 +345,7 @@ def test_every_object_has_chart_labels_and_the_release_namespace() -> None:
     docs = chart.render({"namespace": {"create": True}}, release="r1", namespace="ml")
     for doc in docs:
         labels = doc["metadata"]["labels"]
-        assert labels["helm.sh/chart"] == "scoring-canary-0.1.0"
+        assert labels["helm.sh/chart"] == "scoring-canary-0.2.0"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["app.kubernetes.io/instance"] == "r1"
         if doc["kind"] != "Namespace":
