@@ -884,3 +884,11 @@ def test_real_helm_lints_strict_and_templates_what_the_sdk_renders(
         chart.render(HELM_VALUE_SETS[name]), key=lambda d: (d["kind"], d["metadata"]["name"])
     )
     assert by_helm == by_sdk
+
+
+def test_request_host_is_what_an_outside_caller_sends() -> None:
+    assert chart.request_host(chart.render()) == ""  # "*": any Host
+    addon = chart.render(ADDON, namespace="ml")
+    assert chart.request_host(addon) == "scoring.ml.svc.cluster.local"
+    named = chart.render({"gateway": {"hosts": ["api.example.com"]}})
+    assert chart.request_host(named) == "api.example.com"

@@ -194,6 +194,21 @@ def template(
     return render(values, release=release, namespace=namespace, chart_dir=chart_dir)
 
 
+def request_host(docs: list[dict[str, Any]]) -> str:
+    """The Host header a caller outside sends to reach the release through the ingress: the
+    first VirtualService host bound to a gateway other than ``mesh``, "" when that is ``*``
+    (any Host matches) or there is no such VirtualService."""
+    for doc in docs:
+        if doc.get("kind") != "VirtualService":
+            continue
+        spec = doc.get("spec") or {}
+        if not [g for g in spec.get("gateways") or [] if g != "mesh"]:
+            continue
+        hosts = [str(h) for h in spec.get("hosts") or []]
+        return "" if not hosts or "*" in hosts else hosts[0]
+    return ""
+
+
 def lint(
     values: Mapping[str, Any] | None = None,
     chart_dir: str | os.PathLike[str] | None = None,
