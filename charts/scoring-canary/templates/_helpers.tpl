@@ -62,10 +62,11 @@ true
 {{- end -}}
 
 {{/* Pod labels that ask the sidecar injector for a proxy: the revision label when a revision
-is set (the add-on injects only by istio.io/rev), else sidecar.istio.io/inject. A pod label is
-honoured only where the namespace has no injection label of its own, so an explicit
-istio-injection=disabled on the namespace still wins (Istio: "Installing the sidecar",
-"Controlling the injection policy"). */}}
+is set (the add-on injects only by istio.io/rev), else sidecar.istio.io/inject. The injector's
+object webhooks (rev.object. and object.sidecar-injector.istio.io in istio/istio
+manifests/charts/istio-control/istio-discovery/templates/mutatingwebhook.yaml) select pods only in
+namespaces with neither istio-injection nor istio.io/rev, so a namespace's own choice, an explicit
+istio-injection=disabled included, still wins. */}}
 {{- define "scoring-canary.injectionLabels" -}}
 {{- if .Values.istio.revision -}}
 istio.io/rev: {{ .Values.istio.revision }}
