@@ -62,7 +62,8 @@ def test_inference_config_is_built_offline_from_the_dummy_app(
     assert Path(ic.source_directory) == DUMMY
     env = ic.environment
     pip = list(env.python.conda_dependencies.pip_packages)
-    assert pip == ["azureml-inference-server-http==1.5.1"]  # the app's own pin, listed once
+    # azureml-defaults, which Azure ML inference images expect, and the app's own server pin, once
+    assert pip == ["azureml-defaults==1.61.0", "azureml-inference-server-http==1.5.1"]
     assert env.environment_variables == {"MODEL_VERSION": "v2"}
     assert "python=3.11" in list(env.python.conda_dependencies.conda_packages)
     noise = caplog.text + capsys.readouterr().out
@@ -96,22 +97,41 @@ def test_pip_requirements_add_the_stack_once(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text(
         "# pinned\nazureml-inference-server-http==1.5.1\nlightgbm>=4  # model\n"
     )
-    assert pip_requirements(tmp_path) == ["azureml-inference-server-http==1.5.1", "lightgbm>=4"]
-    (tmp_path / "requirements.txt").write_text("lightgbm\n")
-    assert pip_requirements(tmp_path) == ["azureml-inference-server-http", "lightgbm"]
+    assert pip_requirements(tmp_path) == [
+        "azureml-defaults==1.61.0",
+        "azureml-inference-server-http==1.5.1",
+        "lightgbm>=4",
+    ]
+    (tmp_path / "requirements.txt").write_text("lightgbm\nazureml-defaults\n")
+    assert pip_requirements(tmp_path) == [
+        "azureml-inference-server-http==1.5.1",
+        "lightgbm",
+        "azureml-defaults",
+    ]
+
+
+DIGEST = "sha256:" + "f" * 64
 
 
 @pytest.mark.parametrize(
     ("ref", "parts"),
     [
-        ("myacr.azurecr.io/scoring:v2", ("myacr.azurecr.io", "scoring", "v2")),
-        ("myacr.azurecr.io/team/scoring:v2", ("myacr.azurecr.io", "team/scoring", "v2")),
-        ("localhost:5000/scoring", ("localhost:5000", "scoring", "latest")),
-        ("scoring:v1", ("", "scoring", "v1")),
+        ("myacr.azurecr.io/scoring:v2", ("myacr.azurecr.io", "scoring", "v2", "")),
+        ("myacr.azurecr.io/team/scoring:v2", ("myacr.azurecr.io", "team/scoring", "v2", "")),
+        (f"myacr.azurecr.cn/package@{DIGEST}", ("myacr.azurecr.cn", "package", "", DIGEST)),
+        (f"localhost:5000/scoring:v3@{DIGEST}", ("localhost:5000", "scoring", "v3", DIGEST)),
+        ("scoring:v1", ("", "scoring", "v1", "")),
     ],
 )
-def test_split_image(ref: str, parts: tuple[str, str, str]) -> None:
-    assert split_image(ref) == dict(zip(("registry", "repository", "tag"), parts, strict=True))
+def test_split_image(ref: str, parts: tuple[str, str, str, str]) -> None:
+    keys = ("registry", "repository", "tag", "digest")
+    assert split_image(ref) == dict(zip(keys, parts, strict=True))
+
+
+def test_split_image_refuses_a_reference_without_tag_or_digest() -> None:
+    with pytest.raises(ConfigError) as info:
+        split_image("localhost:5000/scoring")
+    assert info.value.field == "tag"
 
 
 # ---- fakes at the edge ------------------------------------------------------------------------
@@ -412,8 +432,30 @@ class FakeModel:
         return FakePackage(FakeModel.outcome, FakeModel.hang)
 
 
+class FakeCloud:
+    """azureml-core's cloud object (azureml/_vendor/azure_cli_core/cloud.py): suffixes per cloud."""
+
+    def __init__(self, acr_suffix: str) -> None:
+        self.suffixes = type("Suffixes", (), {"acr_login_server_endpoint": acr_suffix})()
+
+
+class FakeAuth:
+    def __init__(self, acr_suffix: str = ".azurecr.io") -> None:
+        self.cloud = FakeCloud(acr_suffix)
+
+    def _get_cloud_type(self) -> FakeCloud:
+        return self.cloud
+
+    def _get_arm_end_point(self) -> str:
+        return "https://management.chinacloudapi.cn/"
+
+    def get_authentication_header(self) -> dict[str, str]:
+        return {"Authorization": "Bearer x"}
+
+
 class FakeAmlWorkspace:
     name = "ws-canary"
+    _auth: Any = FakeAuth()
 
     def get_details(self) -> dict[str, Any]:
         return {
@@ -476,8 +518,40 @@ def test_package_build_has_a_deadline(
     assert "build log:" in str(err.value)
 
 
-def test_container_registry_from_the_workspace(aml: AzureMLWorkspace) -> None:
-    assert aml.container_registry() == "canaryworkbook.azurecr.io"
+def test_container_registry_from_the_workspace(
+    aml: AzureMLWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry's own ARM resource names its login server (sovereign clouds differ)."""
+    import workbook.azure.workspace as wsmod
+
+    asked: list[str] = []
+
+    def read_arm(auth: Any, resource_id: str) -> dict[str, Any]:
+        asked.append(resource_id)
+        return {"properties": {"loginServer": "CanaryWorkbook.azurecr.cn"}}
+
+    monkeypatch.setattr(wsmod, "_read_arm", read_arm)
+    assert aml.container_registry() == "canaryworkbook.azurecr.cn"
+    assert asked == [
+        "/subscriptions/0/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/"
+        "CanaryWorkbook"
+    ]
+
+
+def test_container_registry_falls_back_to_the_clouds_suffix(
+    aml: AzureMLWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workbook.azure.workspace as wsmod
+
+    def forbidden(auth: Any, resource_id: str) -> dict[str, Any]:
+        raise PermissionError("403 AuthorizationFailed")
+
+    monkeypatch.setattr(wsmod, "_read_arm", forbidden)
+    aml.workspace._auth = FakeAuth(".azurecr.us")
+    assert aml.container_registry() == "canaryworkbook.azurecr.us"
+    aml.workspace._auth = FakeAuth("")
+    with pytest.raises(AzureError, match="login server of registry canaryworkbook is unknown"):
+        aml.container_registry()
 
 
 # ---- the ModelRegistry protocol and package_image over a fake MLWorkspace ---------------------
@@ -560,6 +634,7 @@ def test_package_image_builds_the_config_and_returns_the_reference(tmp_path: Pat
         "registry": "memoryacr.azurecr.io",
         "repository": "scoring",
         "tag": "v2",
+        "digest": "",
     }
 
 

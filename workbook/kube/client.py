@@ -11,6 +11,7 @@ import base64
 import json
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from kubernetes import client
@@ -396,7 +397,8 @@ def ensure_namespace(
     """Create the namespace labelled ``istio-injection=enabled``, or add the label.
 
     A namespace on revision-based injection (``istio.io/rev``) is left alone. Returns
-    ``created``, ``labelled`` or ``unchanged``.
+    ``created``, ``labelled`` or ``unchanged``. Superseded by ``prepare_namespace``, which never
+    stamps Helm ownership on an existing namespace and keeps any explicit injection choice.
     """
     core = client.CoreV1Api(api)
     obj = ref("Namespace", None, name)
@@ -575,3 +577,107 @@ def apply_object(api: client.ApiClient, namespace: str, obj: Mapping[str, Any]) 
         "replace",
     )
     return f"{kind}/{name} configured"
+
+
+# ---- namespaces the release may own, and those it must not --------------------------------------
+
+#: Labels that state a namespace's injection choice; one present means "decided, keep it".
+INJECTION_CHOICE_LABELS = (INJECTION_LABEL, "istio.io/rev")
+HELM_RELEASE_NAME = "meta.helm.sh/release-name"
+HELM_RELEASE_NAMESPACE = "meta.helm.sh/release-namespace"
+
+
+@dataclass(frozen=True)
+class NamespacePlan:
+    """What the release does with its namespace.
+
+    ``owned_by_release``: the chart renders the Namespace (``namespace.create``), so Helm deletes
+    it on uninstall; true only for a namespace this release created. ``add_labels``: injection
+    labels to add to a namespace that states no injection choice of its own.
+    """
+
+    name: str
+    exists: bool
+    owned_by_release: bool
+    add_labels: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def chart_values(self) -> dict[str, Any]:
+        """The chart values that follow from the plan: ``{"namespace": {"create": ...}}``."""
+        return {"namespace": {"create": self.owned_by_release}}
+
+
+def plan_namespace(
+    current: Mapping[str, Any] | None,
+    name: str,
+    *,
+    release: str,
+    injection: Mapping[str, str],
+    create: bool = True,
+) -> NamespacePlan:
+    """Decide, without a call, how to treat the release namespace (pure).
+
+    * missing, ``create``: the release creates and owns it (Helm deletes it on ``down``);
+    * missing, not ``create``: created plainly with the injection labels, never owned;
+    * owned by this release already: stays owned (dropping it from the chart would delete it);
+    * any other existing namespace: never owned; injection labels added only when it has
+      neither ``istio-injection`` nor ``istio.io/rev`` (an explicit choice, ``disabled``
+      included, is kept).
+    """
+    if current is None:
+        return NamespacePlan(name, False, create, dict(injection))
+    meta = current.get("metadata") or {}
+    labels = dict(meta.get("labels") or {})
+    notes = dict(meta.get("annotations") or {})
+    ours = notes.get(HELM_RELEASE_NAME) == release and notes.get(HELM_RELEASE_NAMESPACE) == name
+    if ours:
+        return NamespacePlan(name, True, True)
+    choice = {k: labels[k] for k in INJECTION_CHOICE_LABELS if k in labels}
+    if not choice:
+        return NamespacePlan(name, True, False, dict(injection))
+    remarks = []
+    if choice != dict(injection):
+        said = ", ".join(f"{k}={v}" for k, v in choice.items())
+        want = ", ".join(f"{k}={v}" for k, v in injection.items())
+        remarks.append(
+            f"Namespace {name} says {said}; kept as the namespace owner's choice (this Istio "
+            f"injects with {want}; sidecars may be missing)"
+        )
+    return NamespacePlan(name, True, False, {}, tuple(remarks))
+
+
+def prepare_namespace(
+    api: client.ApiClient,
+    name: str,
+    *,
+    release: str,
+    injection: Mapping[str, str],
+    create: bool = True,
+) -> NamespacePlan:
+    """Read the namespace, act on ``plan_namespace`` and return the plan.
+
+    A namespace the release will own is created with Helm's ownership metadata, so the release
+    record can be stored in it and Helm adopts it; no existing namespace ever gets that metadata.
+    """
+    core = client.CoreV1Api(api)
+    obj = ref("Namespace", None, name)
+    current = _read(
+        lambda: core.read_namespace(name, _preload_content=False, _request_timeout=REQUEST_TIMEOUT),
+        obj,
+    )
+    plan = plan_namespace(current, name, release=release, injection=injection, create=create)
+    if current is None:
+        meta: dict[str, Any] = {"name": name, "labels": dict(plan.add_labels)}
+        if plan.owned_by_release:
+            meta["labels"]["app.kubernetes.io/managed-by"] = "Helm"
+            meta["annotations"] = {HELM_RELEASE_NAME: release, HELM_RELEASE_NAMESPACE: name}
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+        call(lambda: core.create_namespace(body, _request_timeout=REQUEST_TIMEOUT), obj, "create")
+    elif plan.add_labels:
+        patch = {"metadata": {"labels": dict(plan.add_labels)}}
+        call(
+            lambda: core.patch_namespace(name, patch, _request_timeout=REQUEST_TIMEOUT),
+            obj,
+            "label",
+        )
+    return plan
