@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from kmock_support import KubeFake, kube_fake  # noqa: F401  (the ``kube`` fixture)
 
-from workbook import canary, chart, operations
+from workbook import canary, chart, envoy, operations
 from workbook.errors import AzureError, ConfigError, MeshError
 from workbook.kube import client
 from workbook.kube.helm import HelmRelease, kubeconfig_path
@@ -250,45 +250,7 @@ def test_cluster_pull_secret_needs_credentials(kube: KubeFake, tmp_path: Path) -
 # ---- namespace --------------------------------------------------------------------------------
 
 
-def test_namespace_created_labelled_or_left_alone(kube: KubeFake) -> None:
-    assert client.ensure_namespace(kube.api, "fresh") == "created"
-    assert kube.stored("Namespace", None, "fresh")["metadata"]["labels"] == {  # type: ignore[index]
-        "istio-injection": "enabled"
-    }
-    assert client.ensure_namespace(kube.api, "fresh") == "unchanged"
-    kube.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "old"}})
-    assert client.ensure_namespace(kube.api, "old") == "labelled"
-    labels = kube.stored("Namespace", None, "old")["metadata"]["labels"]  # type: ignore[index]
-    assert labels == {"istio-injection": "enabled"}
-    kube.put(
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": "rev", "labels": {"istio.io/rev": "asm-1-24"}},
-        }
-    )
-    assert client.ensure_namespace(kube.api, "rev") == "unchanged"
-
-
-def test_chart_owned_namespace_is_created_for_helm_to_adopt(kube: KubeFake, tmp_path: Path) -> None:
-    cluster = make_cluster(kube, tmp_path)
-    assert cluster.ensure_namespace(owned_by_chart=True) == "created"
-    meta = kube.stored("Namespace", None, NS)["metadata"]  # type: ignore[index]
-    assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
-    assert meta["annotations"]["meta.helm.sh/release-name"] == "scoring"
-
-
-def test_existing_namespace_gets_helms_ownership_to_be_adopted(
-    kube: KubeFake, tmp_path: Path
-) -> None:
-    kube.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-    cluster = make_cluster(kube, tmp_path)
-    assert cluster.ensure_namespace(owned_by_chart=True) == "labelled"
-    meta = kube.stored("Namespace", None, NS)["metadata"]  # type: ignore[index]
-    assert meta["annotations"]["meta.helm.sh/release-name"] == "scoring"
-    assert meta["annotations"]["meta.helm.sh/release-namespace"] == NS
-    assert meta["labels"]["istio-injection"] == "enabled"
-    assert cluster.ensure_namespace(owned_by_chart=True) == "unchanged"
+# (namespace preparation: tests/test_kube_aks.py, against the same fake API)
 
 
 # ---- apply and get ----------------------------------------------------------------------------
@@ -458,13 +420,54 @@ class FakeHelm:
         return [c for c in self.calls if c[0] in ("install", "upgrade", "rollback", "uninstall")]
 
 
+GATEWAY_NS = "istio-system"
+
+
+def istiod(kube: KubeFake) -> Any:
+    """What istiod would push to the ingress gateway pods: the Istio objects the API server holds
+    now, translated into Envoy routes (``fetch(namespace, pod) -> config dump``)."""
+    kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "istio-ingressgateway-1",
+                "namespace": GATEWAY_NS,
+                "labels": {"istio": "ingressgateway"},
+            },
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+        }
+    )
+
+    def fetch(namespace: str, pod: str) -> dict[str, Any]:
+        assert (namespace, pod) == (GATEWAY_NS, "istio-ingressgateway-1")
+        objects = [
+            o
+            for kind in ("Gateway", "VirtualService", "DestinationRule", "Service")
+            for o in client.get_objects(kube.api, NS, kind)
+        ]
+        routes = envoy.translate(objects, [], namespace=NS).routes
+        dump = {"dynamic_route_configs": [{"version_info": "1", "route_config": routes}]}
+        return {
+            "configs": [{"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump", **dump}]
+        }
+
+    return fetch
+
+
 def make_cluster(
     kube: KubeFake,
     tmp_path: Path,
     helm: FakeHelm | None = None,
     env: dict[str, str] | None = None,
 ) -> KubernetesTarget:
-    settings = Settings(target="k8s", namespace=NS, state_dir=tmp_path, serve_timeout_s=0.5)
+    settings = Settings(
+        target="k8s",
+        namespace=NS,
+        state_dir=tmp_path,
+        serve_timeout_s=0.5,
+        istio_flavour="upstream",
+    )
     return KubernetesTarget(
         settings,
         helm=helm or FakeHelm(kube),
@@ -472,6 +475,7 @@ def make_cluster(
         env={} if env is None else env,
         rollout_timeout_s=0.5,
         poll_s=0.02,
+        fetch=istiod(kube),
     )
 
 
@@ -588,8 +592,9 @@ def test_promote_gives_stable_the_canary_and_retires_it(
     cluster, helm = deployed
     operations.shift(cluster, 100)
     rel = operations.promote(cluster)
-    # two revisions: first stable rolls to the canary's image while the canary keeps 100%
-    first, last = helm.writes()[-2][1], helm.writes()[-1][1]
+    # three revisions: first stable rolls to the canary's image while the canary keeps 100%
+    first, last = helm.writes()[-3][1], helm.writes()[-1][1]
+    assert helm.writes()[-2][1]["canary"]["routed"] is False  # then no route to the canary
     # the chart's image values now carry registry and digest per track (empty here)
     set_fields = {k: v for k, v in first["stable"]["image"].items() if v}
     assert set_fields == {"repository": "scoring", "tag": "v2"}

@@ -101,6 +101,7 @@ def test_a_healthy_canary_is_promoted_the_same_way_by_every_path(tmp_path: Path)
         "shift canary to 20%",
         "shift canary to 60%",
         "promote v2: stable runs the canary's image",
+        "promote v2: stable takes all traffic",
         "promote v2: canary retired",
     ]
     assert shapes["walkthrough"] == shapes["demo"] == shapes["pipeline"]

@@ -68,7 +68,7 @@ def _deploy(target: Target, step: canary.Step, current: Release | None, echo: Ec
 def install(target: Target, values: dict[str, Any], description: str, echo: Echo) -> Release:
     """Get the target ready (local: the mesh starts; k8s: namespace and pull secret), then deploy
     ``values``: the first revision, or a new one on top of what a cluster already runs."""
-    target.prepare(values)
+    values = target.prepare(values)
     current = target.releases.deployed()
     echo(f"{description} ...")
     try:
@@ -125,11 +125,11 @@ def shift(target: Target, weight: Any, *, echo: Echo = _quiet) -> Release:
 
 
 def promote(target: Target, *, echo: Echo = _quiet) -> Release:
-    """The canary becomes stable, in two revisions (see ``workbook.canary.promote``)."""
-    current = _require_deployed(target, "promote")
-    first, second = canary.promote(current.values, defaults(target))
-    rel = _deploy(target, first, current, echo)
-    return _deploy(target, second, rel, echo)
+    """The canary becomes stable, in three revisions (see ``workbook.canary.promote``)."""
+    rel = _require_deployed(target, "promote")
+    for step in canary.promote(rel.values, defaults(target)):
+        rel = _deploy(target, step, rel, echo)
+    return rel
 
 
 def rollback(target: Target, revision: int | None = None, *, echo: Echo = _quiet) -> Release:

@@ -54,6 +54,14 @@ class Settings:
     stages: tuple[int, ...] = DEFAULT_STAGES
     kiali_url: str = "http://localhost:20001/kiali"
     kube_context: str | None = None
+    #: k8s: ``addon`` (AKS Istio add-on) or ``upstream``; empty: detected from the cluster.
+    istio_flavour: str = ""
+    #: k8s: the istiod revision to inject by (``asm-1-26``); empty: detected.
+    istio_revision: str = ""
+    #: k8s, add-on: ``external`` or ``internal`` ingress gateway.
+    istio_addon_ingress: str = ""
+    #: k8s: ``namespace/name`` of the ingress gateway Service; empty: the flavour's.
+    gateway_service: str = ""
     #: Rehearsal faults of the dummy canary: ``errors=0.5,after=200`` (``WORKBOOK_CANARY_FAULT``).
     canary_fault: str = ""
     #: Seconds a verb waits for the gateway to serve new weights (``WORKBOOK_SERVE_TIMEOUT_S``).

@@ -154,7 +154,7 @@ def canary_spec(
     version) with its version label and extra env."""
     version = canary_version or settings.canary_version
     ref = parse_image_ref(canary_image or settings.image(version))
-    image: dict[str, Any] = {"repository": ref.repository, "tag": ref.tag}
+    image = {k: v for k, v in ref.chart_image().items() if v or k == "registry"}
     return canary.CanarySpec(
         version=version,
         image=image,

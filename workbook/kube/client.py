@@ -387,55 +387,6 @@ def gateway_address(
 # ---- namespace and pull secret ----------------------------------------------------------------
 
 
-def ensure_namespace(
-    api: client.ApiClient,
-    name: str,
-    *,
-    labels: Mapping[str, str] | None = None,
-    annotations: Mapping[str, str] | None = None,
-) -> str:
-    """Create the namespace labelled ``istio-injection=enabled``, or add the label.
-
-    A namespace on revision-based injection (``istio.io/rev``) is left alone. Returns
-    ``created``, ``labelled`` or ``unchanged``. Superseded by ``prepare_namespace``, which never
-    stamps Helm ownership on an existing namespace and keeps any explicit injection choice.
-    """
-    core = client.CoreV1Api(api)
-    obj = ref("Namespace", None, name)
-    want = {INJECTION_LABEL: "enabled", **dict(labels or {})}
-    current = _read(
-        lambda: core.read_namespace(name, _preload_content=False, _request_timeout=REQUEST_TIMEOUT),
-        obj,
-    )
-    if current is None:
-        meta: dict[str, Any] = {"name": name, "labels": want}
-        if annotations:
-            meta["annotations"] = dict(annotations)
-        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
-        call(lambda: core.create_namespace(body, _request_timeout=REQUEST_TIMEOUT), obj, "create")
-        return "created"
-    have = (current.get("metadata") or {}).get("labels") or {}
-    if "istio.io/rev" in have and INJECTION_LABEL not in have:
-        want.pop(INJECTION_LABEL)  # revision-based injection: keep it
-    have_notes = (current.get("metadata") or {}).get("annotations") or {}
-    missing = {k: v for k, v in want.items() if have.get(k) != v}
-    # Helm adopts an existing namespace only with its ownership annotations in place
-    notes = {k: v for k, v in dict(annotations or {}).items() if have_notes.get(k) != v}
-    if not missing and not notes:
-        return "unchanged"
-    patch: dict[str, Any] = {"metadata": {}}
-    if missing:
-        patch["metadata"]["labels"] = missing
-    if notes:
-        patch["metadata"]["annotations"] = notes
-    call(
-        lambda: core.patch_namespace(name, patch, _request_timeout=REQUEST_TIMEOUT),
-        obj,
-        "label",
-    )
-    return "labelled"
-
-
 def dockerconfigjson(registry: str, username: str, password: str) -> dict[str, Any]:
     """The ``.dockerconfigjson`` document for one registry."""
     auth = base64.b64encode(f"{username}:{password}".encode()).decode()

@@ -167,6 +167,7 @@ def ingress_selector(service: Mapping[str, Any]) -> dict[str, str]:
 def _list(api: Any, namespace: str, kind: str) -> list[dict[str, Any]]:
     from kubernetes.client import AppsV1Api, CoreV1Api
     from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError as Urllib3Error
 
     from workbook.kube.client import REQUEST_TIMEOUT, _as_error, ref
 
@@ -183,7 +184,7 @@ def _list(api: Any, namespace: str, kind: str) -> list[dict[str, Any]]:
         if exc.status in (403, 404):
             return []  # a namespace we may not read or that does not exist: not this flavour
         raise _as_error(exc, ref(kind, namespace, "*"), "list") from None
-    except OSError as exc:
+    except (OSError, Urllib3Error) as exc:
         raise _as_error(exc, ref(kind, namespace, "*"), "list") from None
     return list(json.loads(resp.data).get("items") or [])
 

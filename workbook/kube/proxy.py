@@ -211,6 +211,24 @@ def port_forward_config_dump(
     return dict(json.loads(body))
 
 
+def served_by_pods(
+    api: Any,
+    gateway: GatewayPods,
+    namespace: str,
+    vs_name: str,
+    *,
+    route: str = "weighted",
+    fetch: Fetch | None = None,
+) -> dict[str, dict[str, int] | None]:
+    """One read of every ready gateway pod: pod → served percent (None: no such route yet)."""
+    get = fetch or (lambda ns, pod: port_forward_config_dump(api, ns, pod))
+    seen: dict[str, dict[str, int] | None] = {}
+    for pod in gateway_pod_names(api, gateway):
+        weights = served_weights(get(gateway.namespace, pod), namespace, vs_name, route)
+        seen[pod] = None if weights is None else as_percent(weights)
+    return seen
+
+
 def wait_for_served_weights(
     api: Any,
     gateway: GatewayPods,
@@ -230,17 +248,12 @@ def wait_for_served_weights(
     Returns pod → served percent. AzureError when no gateway pod is ready, or when a pod still
     serves something else at the deadline (naming the pod, what it serves, and what to check).
     """
-    get = fetch or (lambda ns, pod: port_forward_config_dump(api, ns, pod))
     want = {k: int(v) for k, v in expected.items() if int(v)}
     deadline = clock() + timeout_s
     seen: dict[str, dict[str, int] | None] = {}
     while True:
-        pods = gateway_pod_names(api, gateway)
-        seen = {}
-        for pod in pods:
-            weights = served_weights(get(gateway.namespace, pod), namespace, vs_name, route)
-            seen[pod] = None if weights is None else as_percent(weights)
-        if pods and all(w == want for w in seen.values()):
+        seen = served_by_pods(api, gateway, namespace, vs_name, route=route, fetch=fetch)
+        if seen and all(w == want for w in seen.values()):
             return {p: dict(w or {}) for p, w in seen.items()}
         if clock() >= deadline:
             break

@@ -188,6 +188,9 @@ class LocalTraffic:
         info = self.api.info()
         return str(info["gateway_url"]) if info else ""
 
+    def host(self) -> str:
+        return ""  # the local gateway serves the chart's hosts, "*" by default
+
     def served_weights(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.api.call("GET", "/served").items()}
 
@@ -236,7 +239,7 @@ class LocalTarget:
     def running(self) -> bool:
         return self.api.running()
 
-    def prepare(self, values: dict[str, Any]) -> None:
+    def prepare(self, values: dict[str, Any]) -> dict[str, Any]:
         """Start the mesh for a first release: the values render, the images exist, port free."""
         if self.api.running():
             raise AlreadyRunningError(
@@ -256,6 +259,7 @@ class LocalTarget:
 
         ensure_demo_images(self.settings)
         self.api.spawn(self.gateway_port or 0)
+        return values
 
     def abandon(self) -> None:
         """After a failed first release: stop the mesh, keep the history that says why."""
