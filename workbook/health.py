@@ -38,9 +38,9 @@ class Limits:
     alpha: float = 0.001
     min_requests: int = 20
     decision_threshold: float = 0.5
-    min_agreement: float = 0.95
-    max_mean_abs_diff: float = 0.05
-    max_psi: float = 0.2
+    min_agreement: float = 0.9
+    max_mean_abs_diff: float = 0.1
+    max_psi: float = 0.25
 
     def __post_init__(self) -> None:
         for name in ("max_error_rate", "alpha", "decision_threshold", "min_agreement"):
@@ -85,7 +85,11 @@ def compare_errors(
     limits: Limits,
     source: str = "probe",
 ) -> Check:
-    """Canary error rate against stable's (one-sided Fisher exact) and against the limit."""
+    """Canary error rate against stable's (one-sided Fisher exact) and against the limit.
+
+    The limit fails a stage when the canary's rate is above it beyond chance (one-sided exact
+    binomial test at ``alpha``), so two errors in the first hundred requests are no alarm.
+    """
     name = f"errors ({source})"
     for label, e, n in (
         ("canary", canary_errors, canary_total),
@@ -116,12 +120,18 @@ def compare_errors(
     text = f"canary {canary_errors}/{canary_total} ({100 * rate_c:.2f}%)"
     if stable_total:
         text += f" vs stable {stable_errors}/{stable_total} ({100 * rate_s:.2f}%)"
-    if canary_total >= limits.min_requests and rate_c > limits.max_error_rate:
+    above = float(
+        stats.binomtest(
+            canary_errors, canary_total, limits.max_error_rate, alternative="greater"
+        ).pvalue
+    )
+    figures["p_value_limit"] = above
+    if rate_c > limits.max_error_rate and above < limits.alpha:
         return Check(
             name,
             False,
             f"canary error rate {100 * rate_c:.2f}% > limit {100 * limits.max_error_rate:g}% "
-            f"({text}, {source})",
+            f"({text}, p={above:.2g}, {source})",
             figures,
         )
     if p < limits.alpha:

@@ -29,6 +29,21 @@ PSI_BINS = 10
 PSI_FLOOR = 1e-4
 
 
+def replay_inputs(
+    n: int = 500, features: int = 8, scale: float = 3.0, seed: int = 0
+) -> list[list[float]]:
+    """A fixed, reproducible input set to replay to both versions: ``n`` rows of ``features``
+    normal values (mean 0, sd ``scale``), rounded to 4 decimals so they travel as JSON unchanged."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError("replay", "n", f"must be an integer of at least 1, got {n!r}")
+    if isinstance(features, bool) or not isinstance(features, int) or features < 1:
+        raise ConfigError(
+            "replay", "features", f"must be an integer of at least 1, got {features!r}"
+        )
+    rows = np.random.default_rng(seed).normal(0.0, scale, (n, features)).round(4)
+    return [[float(x) for x in row] for row in rows]
+
+
 def agreement(stable: Sequence[float], canary: Sequence[float], threshold: float = 0.5) -> float:
     """Share of rows where both versions take the same decision (score ``>= threshold``)."""
     s, c = _pair(stable, canary)
@@ -86,6 +101,17 @@ class PredictionComparison:
         if with_scores:
             out.update(stable=list(self.stable), canary=list(self.canary))
         return out
+
+
+def compare_replays(
+    stable: Sequence[float], canary: Sequence[float], threshold: float = 0.5
+) -> PredictionComparison:
+    """``compare`` over the rows both versions answered (a failed request leaves NaN scores)."""
+    s, c = np.asarray(stable, dtype=float), np.asarray(canary, dtype=float)
+    if s.shape != c.shape:
+        raise ConfigError("predictions", "scores", f"need equal lengths, got {s.size} and {c.size}")
+    both = np.isfinite(s) & np.isfinite(c)
+    return compare(s[both].tolist(), c[both].tolist(), threshold)
 
 
 def compare(

@@ -80,6 +80,14 @@ class VersionTelemetry:
             start, count, rank = bs[b - 1][0], count - bs[b - 1][1], rank - bs[b - 1][1]
         return start + (end - start) * (rank / count) if count > 0 else math.nan
 
+    def bucket_bound(self, q: float) -> float:
+        """Upper bound of the bucket that holds the ``q`` quantile: the most it can be."""
+        bs = self.buckets
+        if not bs or bs[-1][1] <= 0:
+            return math.nan
+        rank = q * bs[-1][1]
+        return next(b for b, c in bs if c >= rank)
+
     def minus(self, before: VersionTelemetry) -> VersionTelemetry:
         """What happened between ``before`` and this later snapshot (counters only grow).
 
@@ -130,17 +138,19 @@ def parse_envoy_prometheus(text: str) -> dict[str, VersionTelemetry]:
             if not cluster.startswith("outbound|"):
                 continue
             row = out.setdefault(cluster, VersionTelemetry())
-            if sample.name == ENVOY_REQUESTS:
+            # prometheus_client names every counter sample ``<name>_total``: Envoy's
+            # ``envoy_cluster_upstream_rq{envoy_response_code=...}`` arrives under the same name
+            # as ``envoy_cluster_upstream_rq_total``, told apart by its response code label.
+            if sample.name == ENVOY_REQUESTS and "envoy_response_code" not in sample.labels:
                 row.requests = float(sample.value)
             elif (
-                sample.name == ENVOY_CODE_CLASS
+                sample.name in (ENVOY_CODE_CLASS, ENVOY_CODE_CLASS + "_total")
                 and sample.labels.get("envoy_response_code_class") == "5"
             ):
                 row.errors = float(sample.value)
             elif sample.name == ENVOY_LATENCY + "_bucket":
-                buckets.setdefault(cluster, {})[_bound(sample.labels.get("le"))] = float(
-                    sample.value
-                )
+                bound = _bound(sample.labels.get("le"))
+                buckets.setdefault(cluster, {})[bound] = float(sample.value)
     for cluster, b in buckets.items():
         out[cluster].buckets = sorted(b.items())
     return out
