@@ -86,7 +86,7 @@ class Settings:
     stages: tuple[int, ...] = STAGE_PLAN
     kiali_url: str = "http://localhost:20001/kiali"
     #: Prometheus HTTP API that holds the cluster's Istio metrics (k8s target), e.g. a
-    #: port-forward: ``kubectl -n aks-istio-system port-forward svc/prometheus 9090``.
+    #: ``kubectl port-forward`` to the Prometheus service that scrapes the mesh.
     prometheus_url: str = "http://127.0.0.1:9090"
     kube_context: str | None = None
     state_dir: Path = field(default_factory=lambda: project_root() / ".workbook")
