@@ -22,6 +22,9 @@ from scipy import stats
 
 from workbook.errors import ConfigError
 
+#: A sample of numbers: a list or a 1-d numpy array.
+Sample = Sequence[float] | np.ndarray
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -145,7 +148,7 @@ def compare_errors(
     return Check(name, True, f"errors ok: {text} ({source})", figures)
 
 
-def hodges_lehmann_shift(canary: Sequence[float], stable: Sequence[float]) -> float:
+def hodges_lehmann_shift(canary: Sample, stable: Sample) -> float:
     """Median of all pairwise differences ``canary_i - stable_j`` (the Hodges-Lehmann estimator).
 
     Found by bisection on the count of pairs below a candidate, ``O((n + m) log m)`` per step, so
@@ -175,8 +178,8 @@ def _pairs_at_most(c: np.ndarray, s: np.ndarray, d: float) -> int:
 
 
 def compare_latency(
-    canary_ms: Sequence[float],
-    stable_ms: Sequence[float],
+    canary_ms: Sample,
+    stable_ms: Sample,
     limits: Limits,
     source: str = "probe",
 ) -> Check:

@@ -13,7 +13,6 @@ shift, 0.1-0.25 moderate, > 0.25 large, after N. Siddiqi, "Credit Risk Scorecard
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,7 @@ import numpy as np
 from scipy import stats
 
 from workbook.errors import ConfigError
-from workbook.health import Check, Limits
+from workbook.health import Check, Limits, Sample
 
 #: Bins of the PSI: deciles of the stable scores.
 PSI_BINS = 10
@@ -44,21 +43,19 @@ def replay_inputs(
     return [[float(x) for x in row] for row in rows]
 
 
-def agreement(stable: Sequence[float], canary: Sequence[float], threshold: float = 0.5) -> float:
+def agreement(stable: Sample, canary: Sample, threshold: float = 0.5) -> float:
     """Share of rows where both versions take the same decision (score ``>= threshold``)."""
     s, c = _pair(stable, canary)
     return float(np.mean((s >= threshold) == (c >= threshold)))
 
 
-def mean_abs_diff(stable: Sequence[float], canary: Sequence[float]) -> float:
+def mean_abs_diff(stable: Sample, canary: Sample) -> float:
     """Mean over rows of ``|canary - stable|``."""
     s, c = _pair(stable, canary)
     return float(np.mean(np.abs(c - s)))
 
 
-def population_stability_index(
-    expected: Sequence[float], actual: Sequence[float], bins: int = PSI_BINS
-) -> float:
+def population_stability_index(expected: Sample, actual: Sample, bins: int = PSI_BINS) -> float:
     """PSI of ``actual`` against ``expected``, over quantile bins of ``expected``.
 
     Edges are the inner quantiles of ``expected`` with ties merged, so a constant score is one
@@ -103,9 +100,7 @@ class PredictionComparison:
         return out
 
 
-def compare_replays(
-    stable: Sequence[float], canary: Sequence[float], threshold: float = 0.5
-) -> PredictionComparison:
+def compare_replays(stable: Sample, canary: Sample, threshold: float = 0.5) -> PredictionComparison:
     """``compare`` over the rows both versions answered (a failed request leaves NaN scores)."""
     s, c = np.asarray(stable, dtype=float), np.asarray(canary, dtype=float)
     if s.shape != c.shape:
@@ -114,9 +109,7 @@ def compare_replays(
     return compare(s[both].tolist(), c[both].tolist(), threshold)
 
 
-def compare(
-    stable: Sequence[float], canary: Sequence[float], threshold: float = 0.5
-) -> PredictionComparison:
+def compare(stable: Sample, canary: Sample, threshold: float = 0.5) -> PredictionComparison:
     """All the figures for one paired set of scores (row ``i`` of both is the same input)."""
     s, c = _pair(stable, canary)
     ks = stats.ks_2samp(s, c)
@@ -172,7 +165,7 @@ def judge_predictions(comparison: PredictionComparison, limits: Limits) -> Check
     )
 
 
-def _pair(stable: Sequence[float], canary: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _pair(stable: Sample, canary: Sample) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(stable, dtype=float)
     c = np.asarray(canary, dtype=float)
     if s.ndim != 1 or c.ndim != 1 or s.size != c.size or s.size == 0:
