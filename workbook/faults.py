@@ -68,6 +68,11 @@ def parse(spec: str) -> dict[str, str]:
     return env
 
 
+def chart_env(env: dict[str, str]) -> list[dict[str, str]]:
+    """``env`` as Kubernetes EnvVar objects, for the chart's ``canary.env`` (or ``stable.env``)."""
+    return [{"name": k, "value": v} for k, v in sorted(env.items())]
+
+
 def describe(env: dict[str, str]) -> str:
     """The spec string that ``parse`` maps to ``env`` (for reports): the inverse of ``parse``."""
     parts = []
