@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from benchmarks import split_sequential
 from workbook import traffic
 from workbook.local.client import LocalCluster
 from workbook.local.gateway import envoy_binary
@@ -246,6 +247,8 @@ def render(results: dict[str, Any]) -> str:
         f"{st['errors']} errors.",
         "",
     ]
+    if "split" in results:
+        lines += split_sequential.render(results["split"])
     return "\n".join(lines)
 
 
@@ -264,6 +267,7 @@ def main() -> int:
         finally:
             cluster.down()
     results["capacity"] = probe_capacity()
+    results["split"] = split_sequential.measure()
     out = project_root() / "docs" / "benchmarks.md"
     out.write_text(render(results))
     print(out.read_text())
