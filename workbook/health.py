@@ -28,11 +28,22 @@ Sample = Sequence[float] | np.ndarray
 
 @dataclass(frozen=True)
 class Limits:
-    """What a canary must meet at every stage. Tests use ``alpha``; the rest are hard limits.
+    """What a canary must meet at every stage: test levels and hard limits.
 
-    ``alpha`` is the false-alarm rate of each comparative test (errors, latency, prediction
-    distribution): with three of them per stage and three stages, a healthy canary is rolled back
-    with probability at most ``9·alpha`` per rollout (Bonferroni), 0.9% at the default.
+    ``max_error_rate``: a canary error rate above it beyond chance fails. ``max_p99_ms``: the
+    canary's p99 latency, whatever stable does. ``max_latency_ratio``: how much slower than
+    stable (Hodges-Lehmann shift over stable's median, plus one) a significant difference may be.
+    ``alpha``: level of each comparative test. ``min_requests``: fewer canary requests than this
+    are not compared. Predictions on the replayed inputs: decisions at ``decision_threshold``
+    agree on at least ``min_agreement`` of rows, mean absolute score difference at most
+    ``max_mean_abs_diff``, PSI at most ``max_psi`` (0.25, the customary "large shift"); with these
+    the dummy's own update (v1 to v2) passes and ``drift=0.3`` fails.
+
+    False alarms: a stage runs at most six tests at ``alpha`` (split; errors against stable and
+    against the limit, from the probe and from the gateway; latency), so a healthy canary is
+    rolled back with probability at most ``6·alpha`` per stage, 1.8% over three stages at the
+    default (union bound). With no errors at all the error tests cannot fire (p = 1), leaving
+    ``2·alpha`` per stage, 0.6% per rollout.
     """
 
     max_error_rate: float = 0.01
