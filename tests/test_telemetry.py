@@ -5,6 +5,7 @@ a loopback fake that answers the documented JSON
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -182,6 +183,17 @@ async def test_client_reads_istio_telemetry(prometheus: tuple[FakePrometheus, st
     assert got["v2"].quantile(0.99) == 100.0
     assert [s["time"] for s in fake.seen] == ["1764500000.000"] * 3
     assert fake.seen[0]["query"].startswith("sum by (destination_version) (increase(")
+
+
+@pytest.mark.asyncio
+async def test_blocking_call_from_plain_code(prometheus: tuple[FakePrometheus, str]) -> None:
+    """The fake serves on this loop; the blocking call runs from a plain thread."""
+    _, url = prometheus
+    client = tm.PrometheusClient(url)
+    got = await asyncio.to_thread(
+        client.istio_telemetry_blocking, "scoring.ns.svc.cluster.local", 60
+    )
+    assert got["v2"].errors == 2
 
 
 @pytest.mark.asyncio

@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from workbook import envoy
 from workbook.errors import ConfigError, WorkbookError
+from workbook.traffic import run_sync
 
 #: Prometheus label the gateway bootstrap puts the full Envoy cluster name in (as Istio's does).
 CLUSTER_LABEL = "cluster_name"
@@ -292,6 +293,12 @@ class PrometheusClient:
         q = istio_queries(service_host, window_s, reporter)
         results = {k: await self.query(v, at) for k, v in q.items()}
         return from_istio_vectors(results["requests"], results["errors"], results["latency"])
+
+    def istio_telemetry_blocking(
+        self, service_host: str, window_s: int, at: float | None = None, reporter: str = "source"
+    ) -> dict[str, VersionTelemetry]:
+        """``istio_telemetry`` from plain code (or a notebook's running loop)."""
+        return run_sync(lambda: self.istio_telemetry(service_host, window_s, at, reporter))
 
 
 def parse_query_response(body: Any, promql: str = "") -> list[dict[str, Any]]:

@@ -189,7 +189,7 @@ def probe(
         bar = tqdm(total=n, unit="req", desc="probe", file=sys.stderr, leave=False)
         callback = _bar_callback(bar)
     try:
-        return _run_sync(
+        return run_sync(
             lambda: probe_async(
                 url,
                 n,
@@ -265,7 +265,7 @@ def probe_until(
     max_seconds: float = 120.0,
 ) -> ProbeResult:
     """Blocking ``probe_until_async`` (also from inside a running event loop, like ``probe``)."""
-    return _run_sync(
+    return run_sync(
         lambda: probe_until_async(
             url,
             decide,
@@ -381,7 +381,7 @@ def replay(
     timeout_s: float = 10.0,
 ) -> dict[str, Replay]:
     """Blocking ``replay_async``."""
-    return _run_sync(
+    return run_sync(
         lambda: replay_async(
             url, rows, pins, chunk=chunk, concurrency=concurrency, timeout_s=timeout_s
         )
@@ -642,7 +642,10 @@ def _session(concurrency: int, headers: Mapping[str, str]) -> aiohttp.ClientSess
     )
 
 
-def _run_sync(make: Callable[[], Awaitable[_T]]) -> _T:
+def run_sync(make: Callable[[], Awaitable[_T]]) -> _T:
+    """Run the coroutine ``make()`` returns to completion from plain code, or from inside a
+    running event loop (a Jupyter kernel) on a fresh loop in a helper thread."""
+
     async def main() -> _T:
         return await make()
 
