@@ -51,6 +51,15 @@ def test_delta_and_subsets_of_two_snapshots() -> None:
     assert named["v2"].requests == 28 and named["v1"].requests == 32
 
 
+def test_envoy_stage_by_version_and_host() -> None:
+    stage = tm.envoy_stage(
+        envoy_text("before"), envoy_text("after"), {"stable": "v1", "canary": "v2"}
+    )
+    assert {v: (t.requests, t.errors) for v, t in stage.items()} == {"v1": (32, 0), "v2": (28, 5)}
+    other = tm.envoy_stage(envoy_text("before"), envoy_text("after"), {}, host="other.svc")
+    assert other == {}
+
+
 def test_delta_after_a_gateway_restart_counts_from_zero() -> None:
     before = {"c": tm.VersionTelemetry(100, 5, [(10, 90), (INF, 100)])}
     after = {"c": tm.VersionTelemetry(20, 1, [(10, 19), (INF, 20)]), "new": tm.VersionTelemetry(3)}

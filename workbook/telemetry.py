@@ -189,6 +189,23 @@ def rename(
     return dict(sorted(out.items()))
 
 
+def envoy_stage(
+    before_text: str,
+    after_text: str,
+    versions: Mapping[str, str],
+    host: str | None = None,
+) -> dict[str, VersionTelemetry]:
+    """A stage's telemetry by version from two ``/stats/prometheus`` snapshots of the gateway.
+
+    ``versions`` maps subset (track) to version, e.g. ``{"stable": "v1", "canary": "v2"}``;
+    ``host`` keeps only one service's clusters. Take ``before`` after a stats flush (1 s) and
+    ``after`` one flush after the stage's last request, so the latency histograms are complete.
+    """
+    after = parse_envoy_prometheus(after_text)
+    before = parse_envoy_prometheus(before_text)
+    return rename(by_subset(delta(after, before), host), versions)
+
+
 # ---- Istio through Prometheus (k8s target) ----------------------------------------------------
 
 
