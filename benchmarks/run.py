@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from benchmarks import split_sequential
 from workbook import operations, traffic
 from workbook.local.gateway import envoy_binary
 from workbook.local.ports import free_port
@@ -170,7 +171,10 @@ def stage_throughput(cluster: LocalTarget) -> dict[str, Any]:
     operations.shift(cluster, 50)
     runs = [
         traffic.probe(
-            operations.status(cluster).gateway_url + "/score", 1000, concurrency=8, show_progress=False
+            operations.status(cluster).gateway_url + "/score",
+            1000,
+            concurrency=8,
+            show_progress=False,
         )
         for _ in range(ROUNDS)
     ]
@@ -246,6 +250,8 @@ def render(results: dict[str, Any]) -> str:
         f"{st['errors']} errors.",
         "",
     ]
+    if "split" in results:
+        lines += split_sequential.render(results["split"])
     return "\n".join(lines)
 
 
@@ -264,6 +270,7 @@ def main() -> int:
         finally:
             cluster.down()
     results["capacity"] = probe_capacity()
+    results["split"] = split_sequential.measure()
     out = project_root() / "docs" / "benchmarks.md"
     out.write_text(render(results))
     print(out.read_text())

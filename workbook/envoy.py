@@ -54,6 +54,23 @@ COUNTERS = (
 )
 
 
+#: Tag the full cluster name as ``cluster_name``, with the regex Istio's own proxy bootstrap uses
+#: (istio/istio ``tools/packaging/common/envoy_bootstrap.json``): Envoy's default extractor takes
+#: only the first dot-separated token, so ``outbound|80|canary|scoring.ns.svc.cluster.local``
+#: would lose its host to the metric name in ``/stats/prometheus``.
+STATS_CONFIG: dict[str, Any] = {
+    "stats_tags": [
+        {
+            "tag_name": "cluster_name",
+            "regex": r"^cluster\.((.+?(\..+?\.svc\.cluster\.local)?)\.)",
+        }
+    ]
+}
+#: Histograms (latency) reach the admin endpoint at each flush: 1 s instead of Envoy's 5 s, so a
+#: stage's telemetry delta includes its last requests.
+STATS_FLUSH_INTERVAL = "1s"
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """A ready pod: its labels, address, and containerPort → local port it listens on."""
@@ -553,6 +570,8 @@ def bootstrap(
             "address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}
         },
         "layered_runtime": {"layers": [{"name": "admin", "admin_layer": {}}]},
+        "stats_config": STATS_CONFIG,
+        "stats_flush_interval": STATS_FLUSH_INTERVAL,
         "overload_manager": {
             "resource_monitors": [
                 {

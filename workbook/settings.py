@@ -53,6 +53,9 @@ class Settings:
     header_name: str = HEADER_NAME
     stages: tuple[int, ...] = DEFAULT_STAGES
     kiali_url: str = "http://localhost:20001/kiali"
+    #: Prometheus HTTP API that holds the cluster's Istio metrics (k8s target), e.g. a
+    #: ``kubectl port-forward`` to the Prometheus service that scrapes the mesh.
+    prometheus_url: str = "http://127.0.0.1:9090"
     kube_context: str | None = None
     #: k8s: ``addon`` (AKS Istio add-on) or ``upstream``; empty: detected from the cluster.
     istio_flavour: str = ""
