@@ -105,6 +105,12 @@ class FakeTraffic:
     def counters(self) -> dict[str, dict[str, int]]:
         return {}
 
+    def telemetry_mark(self) -> Any:
+        return None
+
+    def telemetry_since(self, mark: Any, versions: dict[str, str]) -> dict[str, Any] | None:
+        return None
+
 
 class FakeObjects:
     def get(self, kind: str, name: str | None = None) -> list[dict[str, Any]]:

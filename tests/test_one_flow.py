@@ -109,7 +109,7 @@ def test_a_healthy_canary_is_promoted_the_same_way_by_every_path(tmp_path: Path)
 
 def test_a_failing_canary_is_rolled_back_the_same_way_by_every_path(tmp_path: Path) -> None:
     # the smoke test's pinned requests pass; then half of the canary's answers fail
-    runs = run_all(tmp_path, fault=f"errors=0.5,after={REQUESTS}")
+    runs = run_all(tmp_path, fault=f"errors=0.5,errors-after={REQUESTS}")
     for name, r in runs.items():
         assert r["code"] == 1, f"{name}: {r['stdout']}"
         assert r["served"] == {"stable": ("v1", 100), "canary": ("v2", 0)}, name

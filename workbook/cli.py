@@ -41,8 +41,14 @@ def _release_line(rel: Any) -> str:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
+    from workbook import faults
+
     target = _target(args, gateway_port=args.port)
-    rel = operations.up(target, chart.parse_sets(args.set or []))
+    overrides = chart.parse_sets(args.set or [])
+    if args.canary_fault:
+        env = faults.chart_env(faults.parse(args.canary_fault))
+        overrides = chart.merge_values(overrides, {"canary": {"env": env}})
+    rel = operations.up(target, overrides)
     print(_release_line(rel))
     _print_status(target, as_json=False)
 
@@ -267,6 +273,13 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="chart value override")
     s.add_argument("--port", type=int, default=None, help="local gateway port (default: free)")
+    s.add_argument(
+        "--canary-fault",
+        default="",
+        metavar="SPEC",
+        help="rehearse a bad canary: errors=0.05,errors-after=N,latency=200ms,crash-after=300,"
+        "drift=0.3",
+    )
     s.set_defaults(func=cmd_up)
 
     s = sub.add_parser("upgrade", parents=[common], help="a new revision with changed chart values")

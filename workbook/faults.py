@@ -13,6 +13,8 @@ from workbook.errors import ConfigError
 
 #: Fraction 0..1 of requests answered with a 500 (spread evenly, deterministic).
 ERROR_RATE_ENV = "FAULT_ERROR_RATE"
+#: The first N answers are let through before ``FAULT_ERROR_RATE`` applies.
+ERRORS_AFTER_ENV = "FAULT_ERRORS_AFTER"
 #: Milliseconds added to every answer.
 LATENCY_MS_ENV = "FAULT_LATENCY_MS"
 #: The serving worker process exits instead of answering request N+1 (N answered first).
@@ -20,7 +22,7 @@ CRASH_AFTER_ENV = "FAULT_CRASH_AFTER"
 #: Added to every predicted probability (kept in 0..1): the predictions drift by this much.
 DRIFT_ENV = "FAULT_DRIFT"
 
-KEYS = ("errors", "latency", "crash-after", "drift")
+KEYS = ("errors", "errors-after", "latency", "crash-after", "drift")
 _LATENCY = re.compile(r"(?P<n>\d+(?:\.\d+)?)\s*(?P<unit>ms|s)?")
 _OBJ = "--canary-fault"
 
@@ -28,7 +30,8 @@ _OBJ = "--canary-fault"
 def parse(spec: str) -> dict[str, str]:
     """The environment variables a fault ``spec`` sets; ``""`` is no fault (an empty dict).
 
-    ``errors=RATE`` (0..1), ``latency=MS`` (``200``, ``200ms`` or ``0.2s``), ``crash-after=N``
+    ``errors=RATE`` (0..1), ``errors-after=N`` (errors start after the first N answers),
+    ``latency=MS`` (``200``, ``200ms`` or ``0.2s``), ``crash-after=N``
     (integer >= 1), ``drift=D`` (-1..1, added to each probability), comma-separated, each key
     at most once.
     """
@@ -54,6 +57,10 @@ def parse(spec: str) -> dict[str, str]:
             env[ERROR_RATE_ENV] = repr(rate)
         elif key == "latency":
             env[LATENCY_MS_ENV] = repr(_latency_ms(value))
+        elif key == "errors-after":
+            if not value.isdigit():
+                raise ConfigError(_OBJ, key, f"must be an integer of at least 0, got {value!r}")
+            env[ERRORS_AFTER_ENV] = str(int(value))
         elif key == "crash-after":
             if not value.isdigit() or int(value) < 1:
                 raise ConfigError(_OBJ, key, f"must be an integer of at least 1, got {value!r}")
@@ -78,6 +85,8 @@ def describe(env: dict[str, str]) -> str:
     parts = []
     if ERROR_RATE_ENV in env:
         parts.append(f"errors={float(env[ERROR_RATE_ENV]):g}")
+    if ERRORS_AFTER_ENV in env:
+        parts.append(f"errors-after={int(env[ERRORS_AFTER_ENV])}")
     if LATENCY_MS_ENV in env:
         parts.append(f"latency={float(env[LATENCY_MS_ENV]):g}ms")
     if CRASH_AFTER_ENV in env:

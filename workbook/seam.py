@@ -111,6 +111,14 @@ class TrafficView(Protocol):
         """Cumulative request counters per Istio cluster (``outbound|80|canary|host``); {} when the
         target has no such telemetry."""
 
+    def telemetry_mark(self) -> Any:
+        """The start of a telemetry window (an opaque mark for ``telemetry_since``)."""
+
+    def telemetry_since(self, mark: Any, versions: dict[str, str]) -> dict[str, Any] | None:
+        """The gateway's own per-version telemetry since ``mark`` (``workbook.telemetry``
+        ``VersionTelemetry`` by model version; ``versions`` maps track to version); None when the
+        target has none."""
+
 
 class ObjectStore(Protocol):
     """Istio and workload objects of the release's namespace."""

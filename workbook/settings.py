@@ -65,7 +65,7 @@ class Settings:
     istio_addon_ingress: str = ""
     #: k8s: ``namespace/name`` of the ingress gateway Service; empty: the flavour's.
     gateway_service: str = ""
-    #: Rehearsal faults of the dummy canary: ``errors=0.5,after=200`` (``WORKBOOK_CANARY_FAULT``).
+    #: Rehearsal faults of the canary (``workbook.faults``), e.g. ``errors=0.5,errors-after=200``.
     canary_fault: str = ""
     #: Seconds a verb waits for the gateway to serve new weights (``WORKBOOK_SERVE_TIMEOUT_S``).
     serve_timeout_s: float = 120.0

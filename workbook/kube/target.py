@@ -15,7 +15,9 @@ the AKS Istio add-on uses ``aks-istio-ingress/aks-istio-ingressgateway-external`
 from __future__ import annotations
 
 import logging
+import math
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -297,6 +299,21 @@ class IngressTraffic:
 
     def counters(self) -> dict[str, dict[str, int]]:
         return {}
+
+    def telemetry_mark(self) -> float:
+        return time.time()
+
+    def telemetry_since(self, mark: Any, versions: dict[str, str]) -> dict[str, Any]:
+        """Istio's standard metrics for the release's Service from Prometheus
+        (``settings.prometheus_url``), over the window since ``mark``, by destination version."""
+        from workbook.telemetry import PrometheusClient
+
+        now = time.time()
+        host = f"{self.settings.app}.{self.settings.namespace}.svc.cluster.local"
+        window = max(1, math.ceil(now - float(mark)))
+        return PrometheusClient(self.settings.prometheus_url).istio_telemetry_blocking(
+            host, window, at=now
+        )
 
 
 class KubeObjects:

@@ -377,6 +377,10 @@ def routes(sup: Supervisor) -> web.RouteTableDef:
     async def history(_: web.Request) -> web.Response:
         return ok([h.summary() for h in sup.releases.history()])
 
+    @r.get("/metrics")
+    async def metrics(_: web.Request) -> web.Response:
+        return ok({"text": await sup.gateway.prometheus_text()})
+
     @r.get("/stats")
     async def stats(_: web.Request) -> web.Response:
         return ok(await sup.gateway_stats())

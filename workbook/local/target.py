@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from workbook import chart, errors
+from workbook.envoy import STATS_FLUSH_INTERVAL
 from workbook.errors import AlreadyRunningError, MeshError, NotRunningError, WorkbookError
 from workbook.files import read_json
 from workbook.local.ports import check_port_free
@@ -178,6 +179,10 @@ class LocalReleases:
         return [VersionStatus(**v) for v in self.api.call("GET", "/readiness")]
 
 
+#: Seconds between Envoy's stats flushes, plus a margin.
+STATS_FLUSH_S = float(STATS_FLUSH_INTERVAL.removesuffix("s")) + 0.2
+
+
 class LocalTraffic:
     """Traffic view: the Envoy gateway's own config dump and per-cluster counters."""
 
@@ -196,6 +201,20 @@ class LocalTraffic:
 
     def counters(self) -> dict[str, dict[str, int]]:
         return dict(self.api.call("GET", "/stats"))
+
+    def _metrics(self) -> str:
+        # Envoy publishes its latency histograms at each stats flush: wait one, so the snapshot
+        # holds every request answered before it
+        time.sleep(STATS_FLUSH_S)
+        return str(self.api.call("GET", "/metrics")["text"])
+
+    def telemetry_mark(self) -> str:
+        return self._metrics()
+
+    def telemetry_since(self, mark: Any, versions: dict[str, str]) -> dict[str, Any]:
+        from workbook import telemetry
+
+        return telemetry.envoy_stage(str(mark), self._metrics(), versions)
 
     def served_routes(self) -> dict[str, Any]:
         """The route configuration the gateway serves right now (Envoy's config dump)."""

@@ -101,7 +101,7 @@ def init() -> None:
     rate = _env_float("FAULT_ERROR_RATE", _env_float("DUMMY_ERROR_RATE", 0.0))
     FAULT.update(
         rate=min(max(rate, 0.0), 1.0),
-        after=int(os.environ.get("DUMMY_ERROR_AFTER", "0") or 0),
+        after=int(os.environ.get("FAULT_ERRORS_AFTER") or os.environ.get("DUMMY_ERROR_AFTER") or 0),
         served=0,
         debt=0.0,
         latency_ms=max(_env_float("FAULT_LATENCY_MS", 0.0), 0.0),
