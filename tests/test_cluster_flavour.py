@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from workbook import chart
+from workbook import chart, served
 from workbook.kube import proxy
 from workbook.kube.istio_flavour import detect_flavour
 
@@ -51,7 +51,7 @@ def test_the_cluster_flavour_selects_live_ingress_pods_whose_envoy_answers(api: 
     pods = proxy.gateway_pod_names(api, gateway)
     assert pods, f"no ready {gateway.describe()}"
     dump = proxy.port_forward_config_dump(api, gateway.namespace, pods[0])
-    assert list(proxy.route_configs(dump)) is not None  # the admin port answered with JSON
+    assert list(served.route_configs(dump)) is not None  # the admin port answered with JSON
     docs = chart.template({}, istio=flavour.name, revision=flavour.revision)
     gw = next(d for d in docs if d["kind"] == "Gateway")
     assert gw["spec"]["selector"] == dict(flavour.gateway_selector)

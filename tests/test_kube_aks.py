@@ -21,6 +21,7 @@ import pytest
 from kmock_support import KubeFake, kube_fake  # noqa: F401  (the ``kube`` fixture)
 
 from workbook import chart, envoy
+from workbook import served as served_mod
 from workbook.errors import AzureError, ConfigError
 from workbook.kube import client, proxy
 from workbook.kube.istio_flavour import (
@@ -317,7 +318,7 @@ class FakeProxies:
 )
 def test_served_weights_read_istio_routes(weight: int, want: dict[str, int]) -> None:
     served = proxy.served_weights(envoy_dump(weight), NS, "scoring")
-    assert served is not None and proxy.as_percent(served) == want
+    assert served is not None and served_mod.as_percent(served) == want
     assert proxy.served_weights(envoy_dump(weight), NS, "other") is None
     assert proxy.served_weights(envoy_dump(weight), "elsewhere", "scoring") is None
     unrouted = proxy.served_weights(

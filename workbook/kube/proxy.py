@@ -5,13 +5,8 @@ After ``helm upgrade`` stores new weights, istiod still has to push them to ever
 split on the VirtualService's route, the same contract as the local target (which reads its own
 Envoy's config dump).
 
-How istiod writes a route (istio/istio ``pilot/pkg/networking/core/route/route.go``): the Envoy
-route carries the VirtualService in ``metadata.filter_metadata.istio.config``
-(``/apis/networking.istio.io/<version>/namespaces/<ns>/virtual-service/<name>``) and the http
-route's ``name``; destinations become clusters named ``outbound|<port>|<subset>|<host>``
-(``model.BuildSubsetKey``); with several destinations, those of weight 0 are left out of
-``weighted_clusters``. The admin endpoint ``/config_dump`` lists route configurations under a
-``RoutesConfigDump`` (or, with ``?resource=dynamic_route_configs``, one entry per configuration).
+How the weights are read from a route configuration: ``workbook.served`` (the same reading as
+the local gateway's).
 
 The dump is fetched the way ``istioctl proxy-config`` does: a port-forward to the pod's Envoy
 admin port 15000 (it listens on localhost inside the pod) through the Kubernetes API.
@@ -21,11 +16,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from workbook import served
 from workbook.errors import AzureError
+from workbook.served import WEIGHTED_ROUTE, as_percent
 
 #: Envoy's admin port in an Istio proxy (pilot-agent starts Envoy with it, on localhost).
 ENVOY_ADMIN_PORT = 15000
@@ -50,66 +47,11 @@ class GatewayPods:
 # ---- pure: read a config dump ------------------------------------------------------------------
 
 
-def route_configs(dump: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    """Every RouteConfiguration in a config dump, whole or filtered by resource."""
-    for cfg in dump.get("configs") or []:
-        if "route_config" in cfg:  # ?resource=dynamic_route_configs
-            yield cfg["route_config"]
-        for dynamic in cfg.get("dynamic_route_configs") or []:  # a whole RoutesConfigDump
-            if "route_config" in dynamic:
-                yield dynamic["route_config"]
-        for static in cfg.get("static_route_configs") or []:
-            if "route_config" in static:
-                yield static["route_config"]
-
-
-def subset_of(cluster: str) -> str:
-    """``outbound|80|canary|scoring.ns.svc.cluster.local`` → ``canary`` ("" without a subset)."""
-    parts = cluster.split("|")
-    return parts[2] if len(parts) == 4 else ""
-
-
-def config_path(namespace: str, vs_name: str) -> str:
-    """The suffix istiod's route metadata ends with for one VirtualService."""
-    return f"/namespaces/{namespace}/virtual-service/{vs_name}"
-
-
 def served_weights(
-    dump: Mapping[str, Any], namespace: str, vs_name: str, route: str = "weighted"
+    dump: Mapping[str, Any], namespace: str, vs_name: str, route: str = WEIGHTED_ROUTE
 ) -> dict[str, int] | None:
-    """Subset → weight of the named http route of a VirtualService in one Envoy's config dump.
-
-    A route with one cluster serves 100 to it. None when the Envoy has no such route (the
-    VirtualService is not pushed, or not bound to this gateway). When several virtual hosts
-    carry the route (several hosts), they must agree; the first is returned.
-    """
-    suffix = config_path(namespace, vs_name)
-    for rc in route_configs(dump):
-        for vh in rc.get("virtual_hosts") or []:
-            for r in vh.get("routes") or []:
-                config = ((r.get("metadata") or {}).get("filter_metadata") or {}).get("istio") or {}
-                if not str(config.get("config", "")).endswith(suffix):
-                    continue
-                if r.get("name") != route and not str(r.get("name", "")).startswith(route + "."):
-                    continue
-                action = r.get("route") or {}
-                if "cluster" in action:
-                    return {subset_of(str(action["cluster"])): 100}
-                clusters = (action.get("weighted_clusters") or {}).get("clusters") or []
-                out: dict[str, int] = {}
-                for c in clusters:
-                    key = subset_of(str(c.get("name", "")))
-                    out[key] = out.get(key, 0) + int(c.get("weight") or 0)
-                return out
-    return None
-
-
-def as_percent(weights: Mapping[str, int]) -> dict[str, int]:
-    """Weights normalised to percent (Envoy splits by weight/sum), zeros dropped."""
-    total = sum(int(w) for w in weights.values())
-    if total <= 0:
-        return {}
-    return {k: round(100 * int(w) / total) for k, w in weights.items() if int(w)}
+    """Subset → weight of a VirtualService's route in one gateway Envoy's config dump."""
+    return served.served_weights(served.route_configs(dump), namespace, vs_name, route)
 
 
 # ---- I/O: gateway pods and their Envoy ----------------------------------------------------------
@@ -217,7 +159,7 @@ def served_by_pods(
     namespace: str,
     vs_name: str,
     *,
-    route: str = "weighted",
+    route: str = WEIGHTED_ROUTE,
     fetch: Fetch | None = None,
 ) -> dict[str, dict[str, int] | None]:
     """One read of every ready gateway pod: pod → served percent (None: no such route yet)."""
@@ -236,7 +178,7 @@ def wait_for_served_weights(
     vs_name: str,
     expected: Mapping[str, int],
     *,
-    route: str = "weighted",
+    route: str = WEIGHTED_ROUTE,
     fetch: Fetch | None = None,
     timeout_s: float = 60,
     interval_s: float = 1.0,

@@ -272,7 +272,9 @@ class Supervisor:
 
     async def served_weights(self) -> dict[str, int]:
         """Subset → weight of the weighted route, from Envoy's own config dump."""
-        return served.served_weights([await self.gateway.served_routes()])
+        configs = [await self.gateway.served_routes()]
+        weights = served.served_weights(configs, self.settings.namespace, self.settings.app)
+        return served.as_percent(weights or {})
 
     def extra(self) -> dict[str, Any]:
         """What only the local target has: admin URL, process ids, restarts, pods."""
