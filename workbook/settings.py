@@ -26,6 +26,14 @@ HEADER_NAME = "x-model-version"
 TARGETS = ("local", "k8s")
 CHART_NAME = "scoring-canary"
 
+#: The scoring apps (``workbook/scoring/<app>/``) and, for each, the image repository and the
+#: registered model name it uses unless they are set explicitly. The dummy keeps the historical
+#: model name; the LightGBM model has its own, so both can live in one registry.
+SCORING_APPS: dict[str, dict[str, str]] = {
+    "dummy": {"repository": "scoring", "model_name": "safe-driver"},
+    "safe-driver": {"repository": "scoring-safe-driver", "model_name": "safe-driver-lgbm"},
+}
+
 
 def project_root() -> Path:
     """The checkout that holds ``charts/``: next to the package, else the nearest parent of cwd."""
@@ -86,6 +94,7 @@ class Settings:
     stages: tuple[int, ...] = STAGE_PLAN
     kiali_url: str = "http://localhost:20001/kiali"
     kube_context: str | None = None
+    scoring_app: str = "dummy"
     state_dir: Path = field(default_factory=lambda: project_root() / ".workbook")
     chart_dir: Path = field(default_factory=lambda: project_root() / "charts" / CHART_NAME)
 
@@ -95,6 +104,12 @@ class Settings:
                 "settings", "target", f"must be one of {TARGETS}, got {self.target!r}"
             )
         validate_stage_plan(self.stages)
+        if self.scoring_app not in SCORING_APPS:
+            raise ConfigError(
+                "settings",
+                "scoring_app",
+                f"must be one of {sorted(SCORING_APPS)}, got {self.scoring_app!r}",
+            )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
@@ -118,11 +133,29 @@ class Settings:
         if "KIALI_URL" in env and "kiali_url" not in values:
             values["kiali_url"] = env["KIALI_URL"]
         values.update({k: v for k, v in overrides.items() if v is not None})
+        app = values.get("scoring_app")
+        if app in SCORING_APPS:  # the app's repository and model name unless given
+            values = {**SCORING_APPS[app], **values}
         return cls(**values)
 
     def with_(self, **changes: Any) -> Settings:
         """A copy with some fields changed."""
         return replace(self, **changes)
+
+    def for_app(self, scoring_app: str) -> Settings:
+        """A copy that deploys ``scoring_app``: its repository and model name replace the ones
+        still at the current app's defaults (values set explicitly are kept)."""
+        if scoring_app not in SCORING_APPS:
+            raise ConfigError(
+                "settings",
+                "scoring_app",
+                f"must be one of {sorted(SCORING_APPS)}, got {scoring_app!r}",
+            )
+        current = SCORING_APPS[self.scoring_app]
+        changes = {
+            k: v for k, v in SCORING_APPS[scoring_app].items() if getattr(self, k) == current[k]
+        }
+        return replace(self, scoring_app=scoring_app, **changes)
 
     def image(self, version: str) -> str:
         """The image reference of one model version in the team's registry."""
