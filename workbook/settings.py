@@ -152,7 +152,7 @@ class Settings:
                 f"must be one of {sorted(SCORING_APPS)}, got {scoring_app!r}",
             )
         current = SCORING_APPS[self.scoring_app]
-        changes = {
+        changes: dict[str, Any] = {
             k: v for k, v in SCORING_APPS[scoring_app].items() if getattr(self, k) == current[k]
         }
         return replace(self, scoring_app=scoring_app, **changes)

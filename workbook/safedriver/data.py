@@ -90,7 +90,7 @@ def make_dataset(n_rows: int = 20_000, seed: int = 0) -> Dataset:
     rare = {10: 0.0004, 11: 0.0017, 12: 0.0094, 13: 0.001}
     for i, p in rare.items():
         c[f"ps_ind_{i:02d}_bin"] = (rng.random(n) < p).astype(int)
-    c["ps_ind_14"] = sum(c[f"ps_ind_{i:02d}_bin"] for i in rare)
+    c["ps_ind_14"] = np.sum([c[f"ps_ind_{i:02d}_bin"] for i in rare], axis=0)
     c["ps_ind_15"] = rng.integers(0, 14, n)
     c["ps_ind_16_bin"] = (rng.random(n) < 0.66).astype(int)
     c["ps_ind_17_bin"] = (rng.random(n) < 0.12).astype(int)

@@ -128,7 +128,7 @@ def train_version(spec: VersionSpec, data: Dataset, seed: int = 0) -> TrainedMod
     import lightgbm as lgb
 
     features = spec.features()
-    idx = [data.columns.index(f) for f in features]
+    idx = np.array([data.columns.index(f) for f in features])
     train_idx, test_idx = split(data.y, seed)
     categorical = [f for f in features if f.endswith("_cat")] if spec.categorical else []
     params = {

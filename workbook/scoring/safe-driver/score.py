@@ -144,7 +144,7 @@ def _check_value(value: Any, kind: str, where: str) -> float:
         raise BadRequest(f"{where} must be a whole number, -1 for missing, got {value!r}", where)
     if ok:
         return float(value)
-    raise BadRequest(f"{where} must be a finite number (-1 for missing), got {value!r}", where)
+    raise BadRequest(f"{where} must be a finite number, -1 for missing, got {value!r}", where)
 
 
 def _some(noun: str, names: list[str], shown: int = 5) -> str:
@@ -218,9 +218,13 @@ def _body_length(request_headers: dict[str, str] | None) -> int:
 
 @input_schema("data", StandardPythonParameterType([EXAMPLE_ROW]), convert_to_provided_type=False)
 @output_schema(StandardPythonParameterType(EXAMPLE_ANSWER))
-def run(data: Any = None, request_headers: dict[str, str] | None = None) -> Any:
+def run(data: Any = None, *, request_headers: dict[str, str] | None = None) -> Any:
     """azmlinfsrv entry (the server parses the JSON body and passes its ``data``): 200 with the
-    answer, or 4xx ``{"message", "field"}``; both carry ``x-model-version``."""
+    answer, or 4xx ``{"message", "field"}``; both carry ``x-model-version``.
+
+    ``request_headers`` is keyword-only so that inference-schema, which lists every positional
+    parameter as an input field, keeps it out of the published swagger.
+    """
     headers = {VERSION_HEADER: MODEL_VERSION}
     try:
         if data is None and _body_length(request_headers) > 0:
