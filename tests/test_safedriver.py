@@ -306,3 +306,17 @@ def test_probe_payload_per_app() -> None:
     assert len(payload["data"]) == 2 and set(payload["data"][0]) == set(schema.column_names())
     with pytest.raises(ConfigError, match="scoring_app"):
         probe_payload("nope")
+
+
+def test_the_azure_image_config_carries_the_apps_files_and_requirements() -> None:
+    """Offline: the InferenceConfig Model.package would receive for a safe-driver version."""
+    from workbook.azure.packaging import inference_config
+
+    app = SCORING_DIR / "safe-driver"
+    ic = inference_config(scoring_app="safe-driver", model_version="v2")
+    assert Path(ic.source_directory) == app and ic.entry_script == "score.py"
+    assert (app / "schema.json").is_file()  # uploaded with the source directory
+    pip = list(ic.environment.python.conda_dependencies.pip_packages)
+    pins = [x for x in (app / "requirements.txt").read_text().splitlines() if "==" in x]
+    assert pip == pins
+    assert ic.environment.environment_variables == {"MODEL_VERSION": "v2"}
