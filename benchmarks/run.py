@@ -349,7 +349,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             results = {
                 "when": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-                "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}",
+                "machine": (
+                    f"{os.cpu_count()} cores, Python {platform.python_version()}, "
+                    f"1-minute load average {os.getloadavg()[0]:.1f} at the start"
+                ),
                 "latency": latency_overhead(cluster),
                 "shift": shift_visibility(cluster),
                 "stage": stage_throughput(cluster),
