@@ -269,6 +269,11 @@ def test_safe_driver_images_are_bundled_next_to_the_dummy_ones(tmp_path: Path) -
         f"COPY model/{MODEL_NAME}/v2/ /var/azureml-app/azureml-models/{MODEL_NAME}/v2/"
         in dockerfile
     )
+    # LightGBM's wheel links the system OpenMP runtime: installed as root, then back to non-root
+    lines = dockerfile.splitlines()
+    assert "USER root" in lines and lines[lines.index("USER root") + 1].startswith("RUN apt-get")
+    assert " && apt-get install -y --no-install-recommends libgomp1 \\" in lines
+    assert [x for x in lines if x.startswith("USER ")][-1] == "USER dockeruser"
     assert v2.model == f"{MODEL_NAME}:v2" and v2.env["MODEL_VERSION"] == "v2"
     assert [b.digest for b in ensure_safe_driver_images(settings)] == [b.digest for b in bundles]
 

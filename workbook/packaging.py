@@ -31,6 +31,9 @@ SCORING_DIR = Path(__file__).resolve().parent / "scoring"
 DOCKERFILE_TEMPLATE = SCORING_DIR / "Dockerfile"
 ENTRY_SCRIPT = "score.py"
 REQUIREMENTS = "requirements.txt"
+#: Debian packages an app needs besides its pip requirements, one per line (e.g. LightGBM's wheel
+#: links the system OpenMP runtime, libgomp1, which slim base images may lack).
+SYSTEM_PACKAGES = "system-packages.txt"
 
 #: Paths inside a build context (and inside a stored bundle, relative to its ``path``).
 CONTEXT_SRC = "src"
@@ -39,7 +42,8 @@ CONTEXT_ENTRY_SCRIPT = f"{CONTEXT_SRC}/{ENTRY_SCRIPT}"
 
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLACEHOLDER_RE = re.compile(r"\{\{([A-Z_]+)\}\}")
-_SKIP = {"__pycache__", REQUIREMENTS}
+_SKIP = {"__pycache__", REQUIREMENTS, SYSTEM_PACKAGES}
+_DEB_NAME_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 
 
 def scoring_apps() -> list[str]:
@@ -55,6 +59,36 @@ def scoring_app_dir(name: str) -> Path:
             "packaging", "scoring_app", f"must be one of {scoring_apps()}, got {name!r}"
         )
     return folder
+
+
+def system_packages(scoring_app: str) -> list[str]:
+    """The Debian packages listed in the app's ``system-packages.txt`` (none without one)."""
+    path = scoring_app_dir(scoring_app) / SYSTEM_PACKAGES
+    if not path.is_file():
+        return []
+    names = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+    names = [n for n in names if n]
+    for name in names:
+        if not _DEB_NAME_RE.fullmatch(name):
+            raise ConfigError(
+                f"scoring app {scoring_app}", SYSTEM_PACKAGES, f"{name!r} is not a package name"
+            )
+    return names
+
+
+def _system_packages_block(scoring_app: str) -> str:
+    names = system_packages(scoring_app)
+    if not names:
+        return ""
+    return "\n".join(
+        [
+            f"# System libraries the app needs ({SYSTEM_PACKAGES}), installed as root.",
+            "USER root",
+            "RUN apt-get update \\",
+            f" && apt-get install -y --no-install-recommends {' '.join(names)} \\",
+            " && rm -rf /var/lib/apt/lists/*",
+        ]
+    )
 
 
 def render_dockerfile(model: ModelVersion, scoring_app: str, env: Mapping[str, str]) -> str:
@@ -74,6 +108,7 @@ def render_dockerfile(model: ModelVersion, scoring_app: str, env: Mapping[str, s
         "MODEL_NAME": model.name,
         "MODEL_VERSION": model.version,
         "SCORING_APP": scoring_app,
+        "SYSTEM_PACKAGES": _system_packages_block(scoring_app),
         "EXTRA_ENV": "\n".join(extra),
     }
     text = _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], DOCKERFILE_TEMPLATE.read_text())
