@@ -375,6 +375,7 @@ def test_missing_azureml_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) 
 class FakeRaw:
     def __init__(self, name: str, version: int, tags: dict[str, str]) -> None:
         self.name, self.version, self.tags = name, version, tags
+        self.properties: dict[str, str] = {}
         self.id = f"{name}:{version}"
         self.url = f"aml://asset/{name}/{version}"
         self.created_time = dt.datetime(2026, 11, 26, 8, 0, tzinfo=dt.UTC)
@@ -416,9 +417,16 @@ class FakeModel:
         return found[-1]
 
     @staticmethod
-    def register(workspace: Any, model_path: str, model_name: str, tags: Any = None) -> FakeRaw:
+    def register(
+        workspace: Any,
+        model_path: str,
+        model_name: str,
+        tags: Any = None,
+        properties: Any = None,
+    ) -> FakeRaw:
         version = 1 + max((m.version for m in FakeModel.store if m.name == model_name), default=0)
         raw = FakeRaw(model_name, version, dict(tags or {}))
+        raw.properties = dict(properties or {})
         FakeModel.store.append(raw)
         return raw
 
@@ -483,6 +491,12 @@ def test_register_get_and_list_models(aml: AzureMLWorkspace, tmp_path: Path) -> 
     assert aml.get_model("safe-driver", 1).id == "safe-driver:1"
     with pytest.raises(AzureError, match="get model safe-driver:9: the service refused"):
         aml.get_model("safe-driver", 9)
+
+
+def test_properties_reach_model_register(aml: AzureMLWorkspace, tmp_path: Path) -> None:
+    model = aml.register_model("safe-driver", tmp_path, {"kind": "lightgbm"}, {"auc": "0.71"})
+    assert model.properties == {"auc": "0.71"}
+    assert aml.get_model("safe-driver", 1).properties == {"auc": "0.71"}
 
 
 def test_package_returns_the_image_reference(aml: AzureMLWorkspace, tmp_path: Path) -> None:
@@ -567,10 +581,15 @@ class MemoryWorkspace:
         self.packaged: list[dict[str, Any]] = []
 
     def register_model(
-        self, name: str, path: Any, version_tags: dict[str, str] | None = None
+        self,
+        name: str,
+        path: Any,
+        version_tags: dict[str, str] | None = None,
+        properties: dict[str, str] | None = None,
     ) -> RegisteredModel:
         version = 1 + max((m.version for m in self.models if m.name == name), default=0)
         model = RegisteredModel(name, version, f"{name}:{version}", dict(version_tags or {}))
+        model.properties = dict(properties or {})
         self.models.append(model)
         return model
 
@@ -620,6 +639,15 @@ def test_azure_model_registry_names_versions_like_the_local_one(tmp_path: Path) 
         RegistryError, match=r"safe-driver:v9 is not registered; known: \['v1', 'v2'\]"
     ):
         reg.get("safe-driver", "v9")
+
+
+def test_azure_model_registry_keeps_properties(tmp_path: Path) -> None:
+    (tmp_path / "model.txt").write_text("tree")
+    reg = AzureModelRegistry(MemoryWorkspace())
+    v1 = reg.register("safe-driver-lgbm", tmp_path, "v1", properties={"gini": "0.41"})
+    assert v1.properties == {"gini": "0.41"}
+    assert reg.get("safe-driver-lgbm", "v1").properties == {"gini": "0.41"}
+    assert "gini" not in v1.tags
 
 
 def test_package_image_builds_the_config_and_returns_the_reference(tmp_path: Path) -> None:

@@ -65,6 +65,18 @@ def test_register_copies_files_and_reads_back(tmp_path: Path) -> None:
     assert mv.registered
 
 
+def test_properties_are_stored_and_must_be_strings(tmp_path: Path) -> None:
+    registry = LocalModelRegistry(tmp_path / "state")
+    source = model_file(tmp_path / "src")
+    mv = registry.register("m", source, "v1", properties={"auc": "0.71", "gini": "0.42"})
+    assert mv.properties == {"auc": "0.71", "gini": "0.42"}
+    assert registry.get("m", "v1").properties == {"auc": "0.71", "gini": "0.42"}
+    assert registry.register("m", source, "v2").properties == {}
+    with pytest.raises(ConfigError, match=r"model m: properties\.auc must be a string"):
+        registry.register("m", source, "v3", properties={"auc": 0.71})  # type: ignore[dict-item]
+    assert [v.version for v in registry.list("m")] == ["v1", "v2"]
+
+
 def test_register_a_folder_keeps_its_tree(tmp_path: Path) -> None:
     src = tmp_path / "src"
     model_file(src / "nested")

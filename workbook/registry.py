@@ -87,6 +87,15 @@ def _copy_into(source: Path, dest: Path) -> None:
         shutil.copyfile(path, target)
 
 
+def _string_map(name: str, field_name: str, values: Mapping[str, str] | None) -> dict[str, str]:
+    """``values`` as a plain dict of strings (what Azure ML accepts), or a ConfigError."""
+    out = dict(values or {})
+    bad = sorted(k for k, v in out.items() if not isinstance(k, str) or not isinstance(v, str))
+    if bad:
+        raise ConfigError(f"model {name}", f"{field_name}.{bad[0]}", "must be a string")
+    return out
+
+
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -110,6 +119,8 @@ class ModelVersion:
     tags: dict[str, str] = field(default_factory=dict)
     registered: str = ""
     digest: str = ""
+    #: Fixed at registration, as Azure ML model properties are (metrics, training facts).
+    properties: dict[str, str] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -127,6 +138,7 @@ class ModelRegistry(Protocol):
         source: Path,
         version: str | None = None,
         tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
     ) -> ModelVersion: ...
 
     def get(self, name: str, version: str | None = None) -> ModelVersion: ...
@@ -176,6 +188,7 @@ class LocalModelRegistry:
             tags=dict(meta.get("tags") or {}),
             registered=meta.get("registered", ""),
             digest=meta.get("digest", ""),
+            properties=dict(meta.get("properties") or {}),
         )
 
     def _versions(self, name: str) -> list[str]:
@@ -202,8 +215,11 @@ class LocalModelRegistry:
         source: Path,
         version: str | None = None,
         tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
     ) -> ModelVersion:
         """Copy ``source`` (a file or folder) in as ``name:version`` (next ``v<n>`` when None).
+
+        ``properties`` (string values, e.g. metrics) are stored with the version and never change.
 
         Registering an existing version again with the same files is a no-op that returns it;
         with other files it is a RegistryError: a version, once registered, never changes.
@@ -227,6 +243,7 @@ class LocalModelRegistry:
                 "name": name,
                 "version": version,
                 "tags": dict(tags or {}),
+                "properties": _string_map(name, "properties", properties),
                 "registered": _now(),
                 "digest": digest,
                 "source": str(source.resolve()),

@@ -249,6 +249,7 @@ class RegisteredModel:
     tags: dict[str, str] = field(default_factory=dict)
     created: str = ""
     url: str = ""
+    properties: dict[str, str] = field(default_factory=dict)
     raw: Any = field(default=None, repr=False, compare=False)
 
 
@@ -256,9 +257,13 @@ class MLWorkspace(Protocol):
     """What the workbook needs from an Azure ML workspace (SDK v1 today, v2 tomorrow)."""
 
     def register_model(
-        self, name: str, path: str | os.PathLike[str], version_tags: dict[str, str] | None = None
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        version_tags: dict[str, str] | None = None,
+        properties: dict[str, str] | None = None,
     ) -> RegisteredModel:
-        """Upload ``path`` as the next version of model ``name``."""
+        """Upload ``path`` as the next version of model ``name`` (``properties``: fixed facts)."""
 
     def get_model(self, name: str, version: int | None = None) -> RegisteredModel:
         """One version (the latest by default)."""
@@ -289,6 +294,7 @@ def _model(raw: Any) -> RegisteredModel:
         tags=dict(getattr(raw, "tags", None) or {}),
         created=created.isoformat() if hasattr(created, "isoformat") else str(created or ""),
         url=str(getattr(raw, "url", "") or ""),
+        properties=dict(getattr(raw, "properties", None) or {}),
         raw=raw,
     )
 
@@ -331,7 +337,11 @@ class AzureMLWorkspace:
         )
 
     def register_model(
-        self, name: str, path: str | os.PathLike[str], version_tags: dict[str, str] | None = None
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        version_tags: dict[str, str] | None = None,
+        properties: dict[str, str] | None = None,
     ) -> RegisteredModel:
         require_azureml()
         from azureml.core import Model
@@ -342,6 +352,7 @@ class AzureMLWorkspace:
                 model_path=str(path),
                 model_name=name,
                 tags=dict(version_tags or {}),
+                properties=dict(properties or {}),
             ),
             f"register model {name} from {path}",
             timeout_s=max(self.timeout_s, 600),

@@ -132,11 +132,21 @@ class AzureMLClientWorkspace:
         )
 
     def register_model(
-        self, name: str, path: str | os.PathLike[str], version_tags: dict[str, str] | None = None
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        version_tags: dict[str, str] | None = None,
+        properties: dict[str, str] | None = None,
     ) -> RegisteredModel:
         from azure.ai.ml.entities import Model
 
-        body = Model(name=name, path=str(path), type="custom_model", tags=dict(version_tags or {}))
+        body = Model(
+            name=name,
+            path=str(path),
+            type="custom_model",
+            tags=dict(version_tags or {}),
+            properties=dict(properties or {}),
+        )
         raw = self._call(
             lambda: self.client.models.create_or_update(body),
             f"register model {name} from {path}",
