@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from workbook import chart, operations
+from workbook import chart, operations, packaging
 from workbook.canary import validate_weight
 from workbook.errors import ConfigError, WorkbookError
 from workbook.seam import Target
@@ -21,11 +21,18 @@ from workbook.targets import connect
 
 def _settings(args: argparse.Namespace) -> Settings:
     over: dict[str, Any] = {"target": args.target}
+    kernels = args.command in ("run", "walkthrough", "pipeline")  # they read the environment
     if args.state_dir:
         over["state_dir"] = Path(args.state_dir).resolve()
-        if args.command in ("run", "walkthrough"):  # notebook kernels read the environment
+        if kernels:
             os.environ["WORKBOOK_STATE_DIR"] = str(over["state_dir"])
-    return Settings.from_env(**over)
+    settings = Settings.from_env(**over)
+    app = getattr(args, "app", None)
+    if app:
+        settings = settings.for_app(app)
+        if kernels:
+            os.environ["WORKBOOK_SCORING_APP"] = app
+    return settings
 
 
 def _target(args: argparse.Namespace, **options: Any) -> Target:
@@ -71,12 +78,15 @@ def cmd_probe(args: argparse.Namespace) -> None:
         raise ConfigError("probe", "-n", f"must be at least 1, got {args.n}")
     if args.c < 1:
         raise ConfigError("probe", "-c", f"must be at least 1, got {args.c}")
-    status = operations.status(_target(args))
+    target = _target(args)
+    status = operations.status(target)
+    host = target.traffic.host()
     result = traffic.probe(
         status.gateway_url + "/score",
         args.n,
         concurrency=args.c,
-        headers=headers,
+        headers={**({"host": host} if host else {}), **headers},
+        payload=packaging.probe_payload(target.settings.scoring_app),
         show_progress=None if not args.json else False,
     )
     if args.json:
@@ -262,10 +272,17 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbook", description=__doc__)
     p.add_argument("--target", choices=["local", "k8s"], default=None, help="default: local")
     p.add_argument("--state-dir", default=None, help="local mesh state (default .workbook/)")
+    p.add_argument("--app", choices=["dummy", "safe-driver"], default=None, help="scoring app")
     # the same options after the verb (`workbook up --target k8s`), winning over the global ones
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--target", choices=["local", "k8s"], default=argparse.SUPPRESS)
     common.add_argument("--state-dir", default=argparse.SUPPRESS)
+    common.add_argument(
+        "--app",
+        choices=["dummy", "safe-driver"],
+        default=argparse.SUPPRESS,
+        help="the scoring app (default dummy, or WORKBOOK_SCORING_APP)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser(

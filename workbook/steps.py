@@ -11,7 +11,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbook import analysis, canary, faults, kiali, operations, predictions, traffic
+from workbook import (
+    analysis,
+    canary,
+    faults,
+    kiali,
+    operations,
+    packaging,
+    predictions,
+    traffic,
+)
 from workbook.errors import ConfigError, StageFailed
 from workbook.files import read_json
 from workbook.registry import parse_image_ref
@@ -81,6 +90,7 @@ def measure(
         n,
         concurrency=concurrency,
         headers={**_host(target), **(headers or {})},
+        payload=_payload(target),
         show_progress=show_progress,
     )
     check = analysis.check_split(result.counts, status.weights(), alpha=alpha)
@@ -90,6 +100,19 @@ def measure(
 def _host(target: Target) -> dict[str, str]:
     host = target.traffic.host()
     return {"host": host} if host else {}
+
+
+def _payload(target: Target) -> dict[str, Any]:
+    """One request body the deployed scoring app accepts."""
+    return packaging.probe_payload(target.settings.scoring_app)
+
+
+def _replay_rows(target: Target, n: int) -> list[Any]:
+    """The inputs replayed to both versions: the dummy's numbers, or synthetic drivers."""
+    app = target.settings.scoring_app
+    if app == "dummy":
+        return predictions.replay_inputs(n)
+    return list(packaging.probe_payload(app, n)["data"])
 
 
 def run_stage(
@@ -121,6 +144,7 @@ def run_stage(
     before = target.traffic.counters()
     mark = target.traffic.telemetry_mark()
     monitor = SplitMonitor(weights, alpha=alpha)
+    payload = _payload(target)
     probe = traffic.probe_until(
         url,
         lambda r: monitor.update(r.counts).done,
@@ -128,11 +152,12 @@ def run_stage(
         batch=max(50, min(200, n // 10)),
         concurrency=concurrency,
         headers=host,
+        payload=payload,
     )
     header = target.settings.header_name
     pins = {
         version: traffic.probe(
-            url, PIN_REQUESTS, headers={**host, header: track}, show_progress=False
+            url, PIN_REQUESTS, headers={**host, header: track}, payload=payload, show_progress=False
         )
         for track, version in tracks.items()
     }
@@ -140,7 +165,7 @@ def run_stage(
     if len(tracks) == 2:
         replayed = traffic.replay(
             url,
-            predictions.replay_inputs(REPLAY_ROWS),
+            _replay_rows(target, REPLAY_ROWS),
             {t: {**host, header: t} for t in tracks},
             chunk=25,
             concurrency=2,
@@ -264,10 +289,13 @@ def header_routing(target: Target, n: int = 200) -> dict[str, dict[str, Any]]:
     status = operations.status(target)
     header = target.settings.header_name
     url = status.gateway_url + "/score"
+    host, payload = _host(target), _payload(target)
     by_track = {v.track: v.version for v in status.versions}
     out: dict[str, Any] = {}
     for track, version in sorted(by_track.items()):
-        res = traffic.probe(url, n, headers={header: track}, show_progress=False)
+        res = traffic.probe(
+            url, n, headers={**host, header: track}, payload=payload, show_progress=False
+        )
         out[track] = {
             "header": f"{header}: {track}",
             "expected": version,
@@ -275,7 +303,7 @@ def header_routing(target: Target, n: int = 200) -> dict[str, dict[str, Any]]:
             "errors": res.errors,
             "all_landed": res.counts == {version: n} and res.errors == 0,
         }
-    res = traffic.probe(url, n, show_progress=False)
+    res = traffic.probe(url, n, headers=host, payload=payload, show_progress=False)
     check = analysis.check_split(res.counts, status.weights(), alpha=SPLIT_ALPHA)
     out["unpinned"] = {
         "weights": status.weights(),
