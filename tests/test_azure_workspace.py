@@ -59,7 +59,7 @@ def test_inference_config_is_built_offline_from_the_dummy_app(
     caplog.set_level(logging.WARNING)
     ic = inference_config(scoring_app="dummy", model_version="v2")
     assert ic.entry_script == "score.py"
-    assert Path(ic.source_directory) == DUMMY
+    assert_staged(Path(ic.source_directory), DUMMY)
     env = ic.environment
     pip = list(env.python.conda_dependencies.pip_packages)
     # azureml-defaults, which Azure ML inference images expect, and the app's own server pin, once
@@ -657,7 +657,7 @@ def test_package_image_builds_the_config_and_returns_the_reference(tmp_path: Pat
     assert ref == "memoryacr.azurecr.io/scoring:v2"
     ic = ws.packaged[0]["ic"]
     assert ic.environment.environment_variables == {"MODEL_VERSION": "v2"}
-    assert Path(ic.source_directory) == DUMMY
+    assert_staged(Path(ic.source_directory), DUMMY)
     assert split_image(ref) == {
         "registry": "memoryacr.azurecr.io",
         "repository": "scoring",
@@ -679,3 +679,13 @@ def test_cli_auth_without_azure_cli_is_translated(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(a, "AzureCliAuthentication", no_cli)
     with pytest.raises(AzureError, match="authentication: authentication failed: azure-cli"):
         connect_workspace(env={**WS_ENV, "AZUREML_AUTH": "cli"})
+
+
+def assert_staged(staged: Path, app: Path) -> None:
+    """The source directory Model.package uploads: the app's files plus the shared modules."""
+    from workbook.packaging import SCORING_DIR, SHARED_MODULES
+
+    for f in (p for p in app.iterdir() if p.is_file()):
+        assert (staged / f.name).read_bytes() == f.read_bytes(), f.name
+    for module in SHARED_MODULES:
+        assert (staged / module).read_bytes() == (SCORING_DIR / module).read_bytes()

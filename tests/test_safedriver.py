@@ -258,6 +258,7 @@ def test_safe_driver_images_are_bundled_next_to_the_dummy_ones(tmp_path: Path) -
         f"model/{MODEL_NAME}/v2/model.json",
         f"model/{MODEL_NAME}/v2/model.txt",
         "requirements.txt",
+        "src/fault_injection.py",
         "src/schema.json",
         "src/score.py",
     ]
@@ -319,9 +320,21 @@ def test_the_azure_image_config_carries_the_apps_files_and_requirements() -> Non
 
     app = SCORING_DIR / "safe-driver"
     ic = inference_config(scoring_app="safe-driver", model_version="v2")
-    assert Path(ic.source_directory) == app and ic.entry_script == "score.py"
+    assert_staged(Path(ic.source_directory), app)
+    assert ic.entry_script == "score.py"
     assert (app / "schema.json").is_file()  # uploaded with the source directory
     pip = list(ic.environment.python.conda_dependencies.pip_packages)
     pins = [x for x in (app / "requirements.txt").read_text().splitlines() if "==" in x]
-    assert pip == pins
+    # the app's pins, after what the inference stack needs (azureml-defaults, the server)
+    assert pip[-len(pins) :] == pins and any(p.startswith("azureml-defaults==") for p in pip)
     assert ic.environment.environment_variables == {"MODEL_VERSION": "v2"}
+
+
+def assert_staged(staged: Path, app: Path) -> None:
+    """The source directory Model.package uploads: the app's files plus the shared modules."""
+    from workbook.packaging import SCORING_DIR, SHARED_MODULES
+
+    for f in (p for p in app.iterdir() if p.is_file()):
+        assert (staged / f.name).read_bytes() == f.read_bytes(), f.name
+    for module in SHARED_MODULES:
+        assert (staged / module).read_bytes() == (SCORING_DIR / module).read_bytes()

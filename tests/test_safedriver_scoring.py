@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from workbook.packaging import SCORING_DIR, ensure_safe_driver_images
+from workbook.packaging import SCORING_DIR, SHARED_MODULES, ensure_safe_driver_images
 from workbook.registry import ImageBundle
 from workbook.safedriver import schema
 from workbook.safedriver.data import make_dataset
@@ -103,7 +103,10 @@ def test_score_py_imports_only_what_its_image_installs() -> None:
         for node in ast.walk(tree)
         if isinstance(node, ast.ImportFrom) and node.level == 0
     }
-    third_party = sorted(m for m in top if m not in sys.stdlib_module_names and m != "__future__")
+    shared = {m.removesuffix(".py") for m in SHARED_MODULES}  # copied next to score.py
+    third_party = sorted(
+        m for m in top if m not in sys.stdlib_module_names and m not in {"__future__", *shared}
+    )
     assert "workbook" not in top
     pins = dict(
         line.split("==")

@@ -42,6 +42,8 @@ CONTEXT_ENTRY_SCRIPT = f"{CONTEXT_SRC}/{ENTRY_SCRIPT}"
 
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLACEHOLDER_RE = re.compile(r"\{\{([A-Z_]+)\}\}")
+#: Modules every scoring app imports from its own folder (stdlib only), copied next to score.py.
+SHARED_MODULES = ("fault_injection.py",)
 _SKIP = {"__pycache__", REQUIREMENTS, SYSTEM_PACKAGES}
 _DEB_NAME_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 
@@ -142,6 +144,8 @@ def build_context(
         raise RegistryError(f"model {model.id}: its files are missing at {model.path}")
     dest.mkdir(parents=True, exist_ok=True)
     _copy_tree(app, dest / CONTEXT_SRC, _SKIP)
+    for shared in SHARED_MODULES:  # next to every app's score.py
+        shutil.copyfile(SCORING_DIR / shared, dest / CONTEXT_SRC / shared)
     requirements = app / REQUIREMENTS
     if not requirements.is_file():
         raise RegistryError(f"scoring app {scoring_app} has no {REQUIREMENTS} at {requirements}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +43,25 @@ def scoring_source(scoring_dir: str | Path | None = None, scoring_app: str = "du
         scoring_app,
         f"has no score.py under {root} (looked in {scoring_app}/, ./, src/)",
     )
+
+
+def staged_source(source: Path) -> Path:
+    """The app's folder plus the modules every app imports from next to its ``score.py``
+    (``workbook.packaging.SHARED_MODULES``), staged in a new folder that ``Model.package``
+    uploads as the source directory; an already staged folder is returned as it is."""
+    from workbook.packaging import SCORING_DIR, SHARED_MODULES
+
+    if all((source / m).is_file() for m in SHARED_MODULES):
+        return source
+    staged = Path(tempfile.mkdtemp(prefix="workbook-aml-source-")) / source.name
+    shutil.copytree(source, staged, ignore=shutil.ignore_patterns("__pycache__"))
+    for module in SHARED_MODULES:
+        shutil.copyfile(SCORING_DIR / module, staged / module)
+    if (source.parent / "requirements.txt").is_file() and not (
+        source / "requirements.txt"
+    ).exists():
+        shutil.copyfile(source.parent / "requirements.txt", staged.parent / "requirements.txt")
+    return staged
 
 
 def pip_requirements(source: Path) -> list[str]:
@@ -112,7 +132,7 @@ def inference_config(
     require_azureml()
     from azureml.core.model import InferenceConfig
 
-    source = scoring_source(scoring_dir, scoring_app)
+    source = staged_source(scoring_source(scoring_dir, scoring_app))
     env = environment(source, scoring_app=scoring_app, model_version=model_version)
     with _without("azureml.core.model", _DEFAULTS_WARNING):
         return InferenceConfig(

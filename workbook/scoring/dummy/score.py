@@ -6,15 +6,8 @@ AML layout ``<dir>/<model name>/<version>/model.json`` or directly as ``<dir>/mo
 Request: ``{"data": [[x, ...], ...]}``. Answer: ``{"version", "model", "predictions", "n"}``
 with the ``x-model-version`` response header. Empty input (``GET /score``) answers ``n`` 0.
 
-Fault rehearsal (read in ``init()``, injected in ``run()``; ``workbook/faults.py`` writes them):
-``FAULT_ERROR_RATE`` (0..1) answers that fraction of requests with a 500, spread evenly;
-``FAULT_LATENCY_MS`` delays every answer; ``FAULT_CRASH_AFTER=N`` makes the serving worker process
-exit instead of answering request N+1 (gunicorn then starts a fresh worker, which runs ``init()``
-and crashes again after N more: a version that dies under load); ``FAULT_DRIFT`` adds that much
-to every predicted probability, kept in 0..1 (predictions shift). The older ``DUMMY_ERROR_RATE``
-still works, and ``DUMMY_ERROR_AFTER`` (default 0) lets the first requests through before errors
-start: a canary that degrades under traffic. ``DUMMY_INIT_FAIL`` set makes ``init()`` fail: a
-version that cannot start.
+Fault rehearsal: ``fault_injection.py`` (copied next to this file; read in ``init()``, injected
+in ``run()``). ``DUMMY_INIT_FAIL`` set makes ``init()`` fail: a version that cannot start.
 """
 
 from __future__ import annotations
@@ -23,9 +16,14 @@ import json
 import logging
 import math
 import os
-import time
+import sys
 from pathlib import Path
 from typing import Any
+
+# fault_injection.py lies next to score.py in an image, one folder up in the source tree
+_HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(p) for p in (_HERE, _HERE.parent) if (p / "fault_injection.py").is_file()][:1]
+from fault_injection import Faults  # noqa: E402
 
 try:  # the supported import since azureml-inference-server-http 0.8
     from azureml_inference_server_http.api.aml_response import AMLResponse
@@ -42,17 +40,7 @@ logger = logging.getLogger("azmlinfsrv.score")
 
 MODEL: dict[str, Any] = {}
 MODEL_VERSION = ""
-FAULT: dict[str, Any] = {
-    "rate": 0.0,
-    "after": 0,
-    "served": 0,
-    "debt": 0.0,
-    "latency_ms": 0.0,
-    "crash_after": 0,
-    "drift": 0.0,
-}
-#: Exit status of a worker that crashes on purpose (``FAULT_CRASH_AFTER``): EX_SOFTWARE.
-CRASH_EXIT_CODE = 70
+FAULTS = Faults()
 
 
 class BadRequest(ValueError):
@@ -87,7 +75,7 @@ def find_model_file(model_dir: Path, version: str | None = None) -> Path:
 
 def init() -> None:
     """Load the model named by ``AZUREML_MODEL_DIR``; ``MODEL_VERSION`` overrides its version."""
-    global MODEL, MODEL_VERSION
+    global MODEL, MODEL_VERSION, FAULTS
     if os.environ.get("DUMMY_INIT_FAIL"):
         raise RuntimeError("DUMMY_INIT_FAIL is set: init() fails on purpose")
     model_dir = Path(os.environ.get("AZUREML_MODEL_DIR", "."))
@@ -98,30 +86,8 @@ def init() -> None:
         raise ValueError(f"{path}: expected an object with a numeric 'bias', got {model!r}")
     MODEL = model
     MODEL_VERSION = env_version or str(model.get("version", ""))
-    rate = _env_float("FAULT_ERROR_RATE", _env_float("DUMMY_ERROR_RATE", 0.0))
-    FAULT.update(
-        rate=min(max(rate, 0.0), 1.0),
-        after=int(os.environ.get("FAULT_ERRORS_AFTER") or os.environ.get("DUMMY_ERROR_AFTER") or 0),
-        served=0,
-        debt=0.0,
-        latency_ms=max(_env_float("FAULT_LATENCY_MS", 0.0), 0.0),
-        crash_after=max(int(os.environ.get("FAULT_CRASH_AFTER", "0") or 0), 0),
-        drift=_env_float("FAULT_DRIFT", 0.0),
-    )
-    active = {k: FAULT[k] for k in ("rate", "latency_ms", "crash_after", "drift") if FAULT[k]}
-    if active:
-        logger.warning("fault rehearsal active: %s", active)
+    FAULTS = Faults.from_env()
     logger.info("loaded model %s version %s from %s", model.get("name"), MODEL_VERSION, path)
-
-
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    value = float(raw)  # a bad value fails init(): the pod does not start, its log says why
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {raw!r}")
-    return value
 
 
 def _sigmoid(z: float) -> float:
@@ -135,12 +101,6 @@ def predict_row(row: list[float], bias: float) -> float:
     """A probability in 0..1, a pure function of the row and the model bias."""
     z = bias + sum(x * ((i % 7) - 3) / 10.0 for i, x in enumerate(row))
     return round(_sigmoid(z), 6)
-
-
-def _drifted(p: float) -> float:
-    """``p`` shifted by ``FAULT_DRIFT`` and kept in 0..1 (no drift: ``p`` unchanged)."""
-    drift = float(FAULT["drift"])
-    return round(min(max(p + drift, 0.0), 1.0), 6) if drift else p
 
 
 def parse_rows(raw: Any) -> list[list[float]]:
@@ -182,7 +142,7 @@ def score(raw: Any) -> dict[str, Any]:
     return {
         "version": MODEL_VERSION,
         "model": MODEL.get("name"),
-        "predictions": [_drifted(predict_row(row, bias)) for row in rows],
+        "predictions": [FAULTS.drifted(predict_row(row, bias)) for row in rows],
         "n": len(rows),
     }
 
@@ -206,28 +166,10 @@ def _unread_body(raw: Any, request_headers: dict[str, str] | None) -> str | None
     return f"the {length}-byte body (Content-Type {kind}) was not read; send application/json"
 
 
-def _inject_fault() -> bool:
-    """Deterministically fail ``rate`` of the requests after the first ``after`` ones."""
-    FAULT["served"] += 1
-    if not FAULT["rate"] or FAULT["served"] <= FAULT["after"]:
-        return False
-    FAULT["debt"] += FAULT["rate"]
-    if FAULT["debt"] >= 1.0:
-        FAULT["debt"] -= 1.0
-        return True
-    return False
-
-
 def run(raw: Any, request_headers: dict[str, str] | None = None) -> Any:
     """azmlinfsrv entry: 200 with the answer, or 400 ``{"message"}``; both carry x-model-version."""
     headers = {VERSION_HEADER: MODEL_VERSION}
-    if FAULT["crash_after"] and FAULT["served"] >= FAULT["crash_after"]:
-        logger.error("FAULT_CRASH_AFTER=%d: the worker exits now", FAULT["crash_after"])
-        logging.shutdown()
-        os._exit(CRASH_EXIT_CODE)
-    if FAULT["latency_ms"]:
-        time.sleep(FAULT["latency_ms"] / 1000.0)
-    if _inject_fault() and AMLResponse is not None:
+    if FAULTS.before_answer() and AMLResponse is not None:
         return AMLResponse(
             {"message": "injected failure (FAULT_ERROR_RATE)"}, 500, headers, json_str=True
         )

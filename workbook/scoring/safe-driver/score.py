@@ -1,6 +1,7 @@
 """Safe-driver scoring script for azmlinfsrv: the probability that a driver files a claim.
 
-It runs inside the scoring image (and as the local pods), so it imports nothing from ``workbook``.
+It runs inside the scoring image (and as the local pods), so it imports nothing from ``workbook``;
+rehearsal faults come from ``fault_injection.py``, copied next to it.
 Files next to it: ``schema.json`` (the 57 Porto Seguro columns, their types and an example row).
 The model is a LightGBM text model ``model.txt`` with ``model.json`` ({"name", "version",
 "features", "metrics", ...}) under ``AZUREML_MODEL_DIR``, in the AML layout
@@ -22,6 +23,7 @@ import json
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,11 @@ os.environ.setdefault("OMP_NUM_THREADS", str(THREADS))
 import lightgbm  # noqa: E402
 import numpy as np  # noqa: E402
 from azureml_inference_server_http.api.aml_response import AMLResponse  # noqa: E402
+
+# fault_injection.py lies next to score.py in an image, one folder up in the source tree
+_HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(p) for p in (_HERE, _HERE.parent) if (p / "fault_injection.py").is_file()][:1]
+from fault_injection import Faults  # noqa: E402
 from inference_schema.parameter_types.standard_py_parameter_type import (  # noqa: E402
     StandardPythonParameterType,
 )
@@ -65,6 +72,7 @@ logger = logging.getLogger("azmlinfsrv.score")
 MODEL: dict[str, Any] = {}
 BOOSTER: Any = None
 MODEL_VERSION = ""
+FAULTS = Faults()
 
 
 class BadRequest(ValueError):
@@ -103,7 +111,7 @@ def find_model_dir(model_dir: Path, version: str | None = None) -> Path:
 
 def init() -> None:
     """Load the model once per worker; ``MODEL_VERSION`` overrides the version it reports."""
-    global MODEL, BOOSTER, MODEL_VERSION
+    global MODEL, BOOSTER, MODEL_VERSION, FAULTS
     model_dir = Path(os.environ.get("AZUREML_MODEL_DIR", "."))
     env_version = os.environ.get("MODEL_VERSION", "").strip()
     folder = find_model_dir(model_dir, env_version or None)
@@ -118,6 +126,7 @@ def init() -> None:
         raise ValueError(f"{folder}: the model's features differ from model.json's")
     MODEL, BOOSTER = meta, booster
     MODEL_VERSION = env_version or str(meta.get("version", ""))
+    FAULTS = Faults.from_env()
     logger.info(
         "loaded model %s version %s (%d features, %d threads, at most %d rows) from %s",
         meta.get("name"),
@@ -197,7 +206,8 @@ def score(data: Any) -> dict[str, Any]:
     predictions: list[float] = []
     if len(X):
         idx = [COLUMN_NAMES.index(f) for f in MODEL["features"]]
-        predictions = BOOSTER.predict(X[:, idx], num_threads=THREADS).tolist()
+        predicted = BOOSTER.predict(X[:, idx], num_threads=THREADS).tolist()
+        predictions = [FAULTS.drifted(float(p)) for p in predicted]
     return {
         "version": MODEL_VERSION,
         "model": MODEL.get("name"),
@@ -226,6 +236,10 @@ def run(data: Any = None, *, request_headers: dict[str, str] | None = None) -> A
     parameter as an input field, keeps it out of the published swagger.
     """
     headers = {VERSION_HEADER: MODEL_VERSION}
+    if FAULTS.before_answer():
+        return AMLResponse(
+            {"message": "injected failure (FAULT_ERROR_RATE)"}, 500, headers, json_str=True
+        )
     try:
         if data is None and _body_length(request_headers) > 0:
             raise BadRequest(
