@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import fixtures
 import pytest
 import yaml
 from scipy.stats import binomtest
@@ -230,7 +231,7 @@ class EnvoyRunner:
         cluster changed, Envoy accepts the update but the config dump keeps the old version.
         """
         v = next(self.versions)
-        write_atomic(self.cds, envoy.cds_document(config, f"c{v}"))
+        write_atomic(self.cds, envoy.discovery_response(config.clusters, f"c{v}"))
         self._until(
             lambda: self.text_stat("cluster_manager.cds.version_text") == f"c{v}",
             timeout_s,
@@ -267,39 +268,16 @@ class EnvoyRunner:
 
 # ---- the objects under test -------------------------------------------------------------------
 
-DR_AND_SERVICE = """
-apiVersion: v1
-kind: Service
-metadata: {name: scoring, namespace: canary-demo}
-spec:
-  selector: {app: scoring}
-  ports: [{name: http, port: 80, targetPort: http}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: scoring, namespace: canary-demo}
-spec:
-  template:
-    metadata: {labels: {app: scoring}}
-    spec: {containers: [{name: scoring, ports: [{name: http, containerPort: 5001}]}]}
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: scoring-gateway, namespace: canary-demo}
-spec:
-  selector: {istio: ingressgateway}
-  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: scoring, namespace: canary-demo}
-spec:
-  host: scoring
-  subsets:
-  - {name: stable, labels: {version: v1}}
-  - {name: canary, labels: {version: v2}}
-  - {name: shadow, labels: {version: v3}}
-"""
+SHADOW_LABELS = {"app": "scoring", "track": "shadow", "version": "v3"}
+
+
+def chart_base() -> list[dict[str, Any]]:
+    """The chart's Service, Deployments, Gateway and DestinationRule (its VirtualService is
+    replaced by the feature routes below), plus a shadow subset for the mirror."""
+    docs = [d for d in fixtures.chart_objects() if d["kind"] != "VirtualService"]
+    dr = fixtures.of_kind(docs, "DestinationRule")
+    dr["spec"]["subsets"].append({"name": "shadow", "labels": {"track": "shadow"}})
+    return docs
 
 
 def to(subset: str, weight: int | None = None) -> dict[str, Any]:
@@ -363,7 +341,7 @@ def objects(stable: int, canary: int) -> list[dict[str, Any]]:
         "metadata": {"name": "scoring", "namespace": NS},
         "spec": {"hosts": ["*"], "gateways": ["scoring-gateway"], "http": http},
     }
-    return [*(d for d in yaml.safe_load_all(DR_AND_SERVICE) if d), vs]
+    return [*chart_base(), vs]
 
 
 @dataclass
@@ -389,11 +367,10 @@ class Mesh:
     def serve(self, stable: int, canary: int) -> None:
         if self.weights == (stable, canary):
             return
-        endpoints = [
-            Endpoint(f"scoring-{v}", {"app": "scoring", "version": v}, "127.0.0.1",
-                     {5001: u.port})
-            for v, u in self.upstreams.items()
-        ]  # fmt: skip
+        ports = {"stable": self.upstreams["v1"].port, "canary": self.upstreams["v2"].port}
+        shadow = Endpoint("scoring-shadow-0", SHADOW_LABELS, "127.0.0.1",
+                          {fixtures.TARGET_PORT: self.upstreams["v3"].port})  # fmt: skip
+        endpoints = [*fixtures.endpoints(ports), shadow]
         self.envoy.push(envoy.translate(objects(stable, canary), endpoints, namespace=NS))
         self.weights = (stable, canary)
 

@@ -1,4 +1,4 @@
-"""Istio objects, pure: validation errors name object and field, weights read and set, hosts."""
+"""Istio objects, pure: validation errors name object and field, weights read, hosts."""
 
 from __future__ import annotations
 
@@ -6,58 +6,12 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
+import fixtures
 import pytest
 import yaml
 
 from workbook import istio
 from workbook.errors import ConfigError, UnsupportedFieldError
-
-OBJECTS = """
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: scoring-gateway, namespace: canary-demo, labels: {app: scoring}}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 80, name: http, protocol: HTTP}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: scoring, namespace: canary-demo}
-spec:
-  host: scoring.canary-demo.svc.cluster.local
-  trafficPolicy: {loadBalancer: {simple: ROUND_ROBIN}}
-  subsets:
-  - {name: stable, labels: {version: v1}}
-  - {name: canary, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: scoring, namespace: canary-demo}
-spec:
-  hosts: ["*"]
-  gateways: [scoring-gateway]
-  http:
-  - name: pin-canary
-    match:
-    - headers: {x-model-version: {exact: canary}}
-    route:
-    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: canary, port: {number: 80}}
-    timeout: 10s
-    retries: {attempts: 2, perTryTimeout: 5s, retryOn: "connect-failure,refused-stream,reset"}
-  - name: pin-stable
-    match:
-    - headers: {x-model-version: {exact: stable}}
-    route:
-    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: stable, port: {number: 80}}
-  - name: weighted
-    route:
-    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: stable, port: {number: 80}}
-      weight: 90
-    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: canary, port: {number: 80}}
-      weight: 10
-"""
 
 EVERYTHING = """
 apiVersion: networking.istio.io/v1beta1
@@ -100,7 +54,11 @@ GW = "Gateway canary-demo/scoring-gateway"
 
 
 def objects() -> list[dict[str, Any]]:
-    return [d for d in yaml.safe_load_all(OBJECTS) if d]
+    """The chart's Istio objects at canary weight 10, the DestinationRule with a load balancer."""
+    objs = fixtures.istio_objects(canary_weight=10)
+    dr = fixtures.of_kind(objs, "DestinationRule")
+    dr["spec"]["trafficPolicy"] = {"loadBalancer": {"simple": "ROUND_ROBIN"}}
+    return objs
 
 
 def by_kind(objs: list[dict[str, Any]], kind: str) -> dict[str, Any]:
@@ -279,12 +237,13 @@ BAD: list[tuple[str, Mutation, str, str, str, bool]] = [
      "scoring.canary-demo.svc.cluster.local is already covered by " + DR, False),
     ("defined-twice", lambda o: o.append(copy.deepcopy(vs_of(o))), VS, "metadata.name",
      "is defined twice", False),
-    ("no-name", lambda o: vs_of(o)["metadata"].pop("name"), "VirtualService (document 2)",
+    ("no-name", lambda o: vs_of(o)["metadata"].pop("name"), "document 2 (VirtualService)",
      "metadata.name", "is required", False),
     ("api-version", _set(vs_of, "apiVersion", "networking.istio.io/v2"), VS, "apiVersion",
      "networking.istio.io/v1", False),
     ("service-entry", lambda o: o.append({"apiVersion": "networking.istio.io/v1",
-     "kind": "ServiceEntry", "metadata": {"name": "ext"}, "spec": {}}), "ServiceEntry ext", "kind",
+     "kind": "ServiceEntry", "metadata": {"name": "ext"}, "spec": {}}), "ServiceEntry default/ext",
+     "kind",
      "", True),
 ]  # fmt: skip
 
@@ -432,47 +391,50 @@ def test_route_weights_of_unnamed_routes_and_hosts_without_subsets() -> None:
     assert istio.route_weights(vs) == {"http[0]": {"a": 100}, "http[1]": {"a": 25, "b": 75}}
 
 
-@pytest.mark.parametrize("canary_weight", [0, 1, 10, 37, 50, 99, 100])
-def test_set_weights_round_trip(canary_weight: int) -> None:
+# ---- problems as data -------------------------------------------------------------------------
+
+
+def test_problems_are_data_and_validate_raises_the_first() -> None:
     objs = objects()
-    vs = vs_of(objs)
-    before = copy.deepcopy(vs)
-    new = istio.set_weights(
-        vs, "weighted", {"stable": 100 - canary_weight, "canary": canary_weight}
-    )
-    assert vs == before, "set_weights must not change its input"
-    assert istio.route_weights(new)["weighted"] == {
-        "stable": 100 - canary_weight,
-        "canary": canary_weight,
-    }
-    assert istio.route_weights(new)["pin-canary"] == {"canary": 100}
-    istio.validate([o if o is not vs else new for o in objs])
-    back = istio.set_weights(new, "weighted", {"stable": 90, "canary": 10})
-    assert back == before
-
-
-def test_set_weights_by_index_label() -> None:
-    vs = vs_of(objects())
-    del vs["spec"]["http"][2]["name"]
-    new = istio.set_weights(vs, "http[2]", {"stable": 0, "canary": 100})
-    assert istio.route_weights(new)["http[2]"] == {"stable": 0, "canary": 100}
-
-
-@pytest.mark.parametrize(
-    ("route", "weights", "field", "needle"),
-    [
-        ("nope", {"canary": 10}, "spec.http", "has no route named 'nope'"),
-        ("weighted", {"shadow": 10}, "spec.http[2].route", "no destination with subset 'shadow'"),
-        ("weighted", {"stable": -50, "canary": 150}, "spec.http[2].route[0].weight",
-         "must be 0..100, got -50"),
-        ("weighted", {"canary": 12.5}, "spec.http[2].route[1].weight", "got 12.5"),
-        ("weighted", {"canary": True}, "spec.http[2].route[1].weight", "got True"),
-        ("weighted", {"canary": 20}, "spec.http[2].route",
-         "weights must sum to 100, got 110 (route 'weighted')"),
-    ],
-)  # fmt: skip
-def test_set_weights_errors(route: str, weights: dict[str, Any], field: str, needle: str) -> None:
+    dest(2, 0)(objs)["weight"] = 150
+    http(objs, 0)["corsPolicy"] = {}
+    subsets(objs)[0]["name"] = "Stable_1"
+    found = istio.problems(objs, namespace="canary-demo")
+    assert [(p.object, p.field, p.unsupported) for p in found] == [
+        (DR, "spec.subsets[0].name", False),
+        (VS, "spec.http[0].corsPolicy", True),
+        (VS, "spec.http[2].route[0].weight", False),
+    ]
+    assert str(found[2]) == f"{VS}: spec.http[2].route[0].weight must be 0..100, got 150"
     with pytest.raises(ConfigError) as err:
-        istio.set_weights(vs_of(objects()), route, weights)
-    assert err.value.obj == VS and err.value.field == field, str(err.value)
-    assert needle in str(err.value)
+        istio.validate(objs, namespace="canary-demo")
+    assert str(err.value) == str(found[0])
+
+
+def test_unsupported_field_does_not_hide_other_problems_of_its_route() -> None:
+    objs = objects()
+    http(objs, 2)["corsPolicy"] = {}
+    dest(2, 1)(objs)["weight"] = -1
+    assert [p.field for p in istio.problems(objs)] == [
+        "spec.http[2].corsPolicy",
+        "spec.http[2].route[1].weight",
+    ]
+
+
+def test_known_objects_resolve_subsets() -> None:
+    objs = objects()
+    dr = by_kind(objs, "DestinationRule")
+    rest = [o for o in objs if o is not dr]
+    assert any("needs a DestinationRule" in p.message for p in istio.problems(rest))
+    assert istio.problems(rest, known=[dr]) == []
+
+
+def test_unreachable_route_is_a_warning() -> None:
+    """istiod warns, it does not refuse (pkg/config/validation/validation.go,
+    ``analyzeUnreachableHTTPRules``: "only the last rule can have no matches")."""
+    objs = objects()
+    spec_http = vs_of(objs)["spec"]["http"]
+    spec_http.append(spec_http.pop(0))
+    (warning,) = istio.validate(objs)
+    assert warning.warning and warning.field == "spec.http[2]"
+    assert "weighted" in warning.message

@@ -331,7 +331,7 @@ def test_apply_creates_then_replaces(kube: KubeFake) -> None:
 
 
 def test_apply_rejects_other_kinds(kube: KubeFake) -> None:
-    with pytest.raises(ConfigError, match="Deployment: kind must be one of VirtualService"):
+    with pytest.raises(ConfigError, match="document 0: kind must be one of VirtualService"):
         client.apply_object(kube.api, NS, {"apiVersion": "apps/v1", "kind": "Deployment"})
 
 
@@ -345,8 +345,16 @@ def test_get_objects_by_kind_alias_and_name(kube: KubeFake) -> None:
     ]
     assert client.get_objects(kube.api, NS, "DestinationRule", "scoring")[0]["spec"]["host"]
     assert client.get_objects(kube.api, NS, "gw", "missing") == []
-    with pytest.raises(ConfigError, match="get: kind must be one of"):
+    with pytest.raises(ConfigError, match="get: KIND must be one of"):
         client.get_objects(kube.api, NS, "secrets")
+
+
+def test_get_namespace_is_the_release_namespace(kube: KubeFake) -> None:
+    assert client.get_objects(kube.api, NS, "ns") == []
+    kube.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    (ns,) = client.get_objects(kube.api, NS, "namespaces")
+    assert (ns["kind"], ns["metadata"]["name"]) == ("Namespace", NS)
+    assert client.get_objects(kube.api, NS, "ns", "other") == []
 
 
 # ---- gateway address --------------------------------------------------------------------------

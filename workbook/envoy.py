@@ -4,7 +4,8 @@
 (``Endpoint``) into CDS clusters (one per Service port and DestinationRule subset, named as Istio
 names them) and one RDS RouteConfiguration. ``bootstrap`` is the static part: admin, one listener
 whose routes come from a watched file, and clusters from another. No I/O happens here; the
-gateway process manager writes the documents (see notes/envoy.md for the file protocol).
+gateway process manager writes the documents: each file is replaced by rename, clusters
+before the routes that use them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 from workbook import istio
 from workbook.errors import ConfigError
@@ -72,28 +73,12 @@ class EnvoyConfig:
     routes: dict[str, Any] = field(default_factory=lambda: empty_routes())
 
 
-class ClusterRef(NamedTuple):
-    """The parts of an Istio outbound cluster name."""
-
-    host: str
-    port: int
-    subset: str
-
-
 # ---- names ------------------------------------------------------------------------------------
 
 
 def cluster_name(host_fqdn: str, port: int, subset: str = "") -> str:
     """Istio's cluster name: ``outbound|80|canary|scoring.canary-demo.svc.cluster.local``."""
     return f"outbound|{port}|{subset}|{host_fqdn}"
-
-
-def parse_cluster_name(name: str) -> ClusterRef:
-    """(host, port, subset) of an ``outbound|PORT|SUBSET|HOST`` cluster name."""
-    parts = name.split("|")
-    if len(parts) != 4 or parts[0] != "outbound" or not parts[1].isdigit() or not parts[3]:
-        raise ConfigError(f"Envoy cluster {name!r}", "", "is not named outbound|PORT|SUBSET|HOST")
-    return ClusterRef(host=parts[3], port=int(parts[1]), subset=parts[2])
 
 
 def empty_routes() -> dict[str, Any]:
@@ -500,11 +485,6 @@ def translate(
 def discovery_response(resources: Iterable[Mapping[str, Any]], version: str) -> dict[str, Any]:
     """A DiscoveryResponse document, the shape Envoy reads from a path_config_source file."""
     return {"version_info": str(version), "resources": [dict(r) for r in resources]}
-
-
-def cds_document(config: EnvoyConfig, version: str) -> dict[str, Any]:
-    """The CDS file: every cluster of ``config``."""
-    return discovery_response(config.clusters, version)
 
 
 def rds_document(config: EnvoyConfig, version: str) -> dict[str, Any]:
