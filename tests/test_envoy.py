@@ -249,8 +249,8 @@ def test_destination_port_must_exist() -> None:
 
 def test_translate_validates_first() -> None:
     docs = chart_objects()
-    kind(docs, "VirtualService")["spec"]["http"][2]["route"][1]["weight"] = 150
-    with pytest.raises(ConfigError, match=r"spec.http\[2\].route\[1\].weight must be 0..100"):
+    kind(docs, "VirtualService")["spec"]["http"][2]["route"][1]["weight"] = -1
+    with pytest.raises(ConfigError, match=r"spec.http\[2\].route\[1\].weight must not be negative"):
         envoy.translate(docs, ENDPOINTS, namespace=NS)
 
 
@@ -334,8 +334,17 @@ def test_destinations(dests: list[Any], action: dict[str, Any]) -> None:
     assert picked == action
 
 
-@pytest.mark.parametrize(("percentage", "numerator"), [(None, 1_000_000), (12.5, 125_000), (0, 0)])
-def test_mirror(percentage: float | None, numerator: int) -> None:
+@pytest.mark.parametrize(
+    ("percentage", "runtime"),
+    [
+        (None, {"numerator": 100, "denominator": "HUNDRED"}),
+        (12.5, {"numerator": 125_000, "denominator": "MILLION"}),
+        (0.00005, {"numerator": 0, "denominator": "MILLION"}),  # truncated, as uint32() does
+        (0, None),
+    ],
+)
+def test_mirror(percentage: float | None, runtime: dict[str, Any] | None) -> None:
+    """route.go ``MirrorPercent``: 100% when unset, none when 0, value x 10000 per million."""
     http: dict[str, Any] = {
         "name": "r",
         "route": [to("stable")],
@@ -344,13 +353,16 @@ def test_mirror(percentage: float | None, numerator: int) -> None:
     if percentage is not None:
         http["mirrorPercentage"] = {"value": percentage}
     (route,) = routes_of(vs_with(http))
+    if runtime is None:
+        assert "request_mirror_policies" not in route["route"]
+        return
     assert route["route"]["request_mirror_policies"] == [
-        {"cluster": CANARY,
-         "runtime_fraction": {"default_value": {"numerator": numerator, "denominator": "MILLION"}}}
-    ]  # fmt: skip
+        {"cluster": CANARY, "runtime_fraction": {"default_value": runtime}}
+    ]
 
 
 def test_fault() -> None:
+    """route.go ``TranslateFault``: a delay without percentage gets 0 per hundred."""
     fault = {
         "abort": {"httpStatus": 418, "percentage": {"value": 0.5}},
         "delay": {"fixedDelay": "250ms"},
@@ -360,11 +372,36 @@ def test_fault() -> None:
         "envoy.filters.http.fault": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
             "delay": {"fixed_delay": "0.25s",
-                      "percentage": {"numerator": 1_000_000, "denominator": "MILLION"}},
+                      "percentage": {"numerator": 0, "denominator": "HUNDRED"}},
             "abort": {"http_status": 418,
                       "percentage": {"numerator": 5_000, "denominator": "MILLION"}},
         }
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ({"abort": {"httpStatus": 503}}, {"abort": {"http_status": 503}}),
+        ({"delay": {"fixedDelay": "1s"}},
+         {"delay": {"fixed_delay": "1s",
+                    "percentage": {"numerator": 0, "denominator": "HUNDRED"}}}),
+        ({"abort": {"percentage": {"value": 50}}}, None),  # no error type: dropped
+        ({"delay": {"percentage": {"value": 50}}}, None),  # no fixedDelay: dropped
+    ],
+)  # fmt: skip
+def test_fault_without_percentage_injects_nothing(
+    fault: dict[str, Any], expected: dict[str, Any] | None
+) -> None:
+    """route.go ``TranslateFault`` leaves a missing abort percentage unset (Envoy: 0%) and gives
+    a delay 0 per hundred; istio/api virtual_service.proto: "If not specified, no request will be
+    aborted/delayed". A fault with nothing left is not configured at all."""
+    (route,) = routes_of(vs_with({"name": "r", "route": [to("stable")], "fault": fault}))
+    got = route.get("typed_per_filter_config", {}).get(envoy.FAULT_FILTER)
+    if expected is None:
+        assert got is None
+    else:
+        assert got == {"@type": envoy.FAULT_TYPE, **expected}
 
 
 def test_timeout_defaults_to_none_as_in_istio() -> None:
@@ -377,11 +414,13 @@ def test_timeout_defaults_to_none_as_in_istio() -> None:
 @pytest.mark.parametrize(
     ("retries", "policy"),
     [
-        (None, {"retry_on": envoy.DEFAULT_RETRY_ON, "num_retries": 2,
-                "retriable_status_codes": [503]}),
+        (None, {"retry_on": envoy.DEFAULT_RETRY_ON, "num_retries": 2}),  # no 503 since 1.24
         ({"attempts": 0}, None),
-        ({"attempts": 3}, {"retry_on": envoy.DEFAULT_RETRY_ON, "num_retries": 3,
-                           "retriable_status_codes": [503]}),
+        ({}, None),  # attempts unset is 0: retries off
+        ({"attempts": 3}, {"retry_on": envoy.DEFAULT_RETRY_ON, "num_retries": 3}),
+        ({"attempts": 2, "retryOn": "503"},
+         {"retry_on": "retriable-status-codes", "num_retries": 2,
+          "retriable_status_codes": [503]}),
         ({"attempts": 1, "retryOn": "5xx,reset", "perTryTimeout": "500ms"},
          {"retry_on": "5xx,reset", "num_retries": 1, "per_try_timeout": "0.5s"}),
         ({"attempts": 2, "retryOn": "502,connect-failure"},
@@ -392,6 +431,7 @@ def test_timeout_defaults_to_none_as_in_istio() -> None:
 def test_retries_follow_istio(
     retries: dict[str, Any] | None, policy: dict[str, Any] | None
 ) -> None:
+    """pilot/pkg/networking/core/route/retry/retry.go ``DefaultPolicy``/``ConvertPolicy``."""
     http: dict[str, Any] = {"name": "r", "route": [to("stable")]}
     if retries is not None:
         http["retries"] = retries
@@ -439,40 +479,145 @@ def second_vs(name: str, hosts: list[str], gateways: list[str] | None = None) ->
     }
 
 
-def test_virtual_host_domains() -> None:
+def vhosts_of(docs: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Virtual host domain → its route names."""
+    config = envoy.translate(docs, ENDPOINTS, namespace=NS)
+    out = {}
+    for v in config.routes["virtual_hosts"]:
+        (domain,) = v["domains"]
+        out[domain] = [r["name"] for r in v["routes"]]
+    return out
+
+
+def test_one_virtual_host_per_host() -> None:
+    """gateway.go ``buildGatewayHTTPRouteConfig``: a virtual host per host, named by it;
+    ports are ignored in host matching."""
     docs = chart_objects()
     kind(docs, "VirtualService")["spec"]["hosts"] = ["scoring.example.com", "scoring"]
     config = envoy.translate(docs, ENDPOINTS, namespace=NS)
-    (vhost,) = config.routes["virtual_hosts"]
-    assert vhost["domains"] == [
-        "scoring.example.com", "scoring.example.com:*", HOST, f"{HOST}:*",
+    assert [v["domains"] for v in config.routes["virtual_hosts"]] == [
+        ["scoring.example.com"], [HOST],
     ]  # fmt: skip
+    assert config.routes["ignore_port_in_host_matching"] is True
 
 
-def test_virtual_services_with_the_same_hosts_share_a_virtual_host() -> None:
-    docs = [*chart_objects(), second_vs("extra", ["*"]), second_vs("api", ["api.example.com"])]
-    vhosts = envoy.translate(docs, ENDPOINTS, namespace=NS).routes["virtual_hosts"]
-    assert [(v["name"], v["domains"]) for v in vhosts] == [
-        ("*", ["*"]),
-        ("api.example.com", ["api.example.com", "api.example.com:*"]),
-    ]
-    assert [r["name"] for r in vhosts[0]["routes"]] == [
-        "pin-canary",
-        "pin-stable",
-        "weighted",
-        "extra",
-    ]
+def test_virtual_services_for_one_host_merge_catch_all_last() -> None:
+    """gateway.go merges the routes of every VirtualService bound to a host in creation order
+    (model/config.go ``sortConfigByCreationTime``: then by name); route.go ``SortVHostRoutes``
+    moves catch-all routes last, so the header route of a later VirtualService is reachable."""
+    extra = second_vs("zz-extra", ["*"])  # sorts after the chart's "scoring"
+    extra["spec"]["http"][0]["match"] = [{"headers": {"x-extra": {"exact": "1"}}}]
+    docs = [*chart_objects(), extra, second_vs("api", ["api.example.com"])]
+    assert vhosts_of(docs) == {
+        "*": ["pin-canary", "pin-stable", "zz-extra", "weighted"],
+        "api.example.com": ["api"],
+    }
 
 
-def test_overlapping_host_sets_are_an_error() -> None:
+def test_creation_time_orders_merged_virtual_services() -> None:
+    early, late = second_vs("zz-early", ["*"]), second_vs("aa-late", ["*"])
+    for vs, t in ((early, "2026-01-01T00:00:00Z"), (late, "2026-02-01T00:00:00Z")):
+        vs["metadata"]["creationTimestamp"] = t
+        vs["spec"]["http"][0]["match"] = [{"uri": {"prefix": f"/{vs['metadata']['name']}"}}]
+    docs = [*chart_objects(), late, early]
+    assert vhosts_of(docs)["*"][:2] == ["pin-canary", "pin-stable"]  # no timestamp: first
+    assert vhosts_of(docs)["*"][2:4] == ["zz-early", "aa-late"]
+
+
+def test_routes_after_a_catch_all_of_the_same_virtual_service_are_dropped() -> None:
+    """route.go ``BuildHTTPRoutesForVirtualService`` stops at a catch-all."""
+    docs = vs_with(
+        {"name": "all", "route": [to("stable")]},
+        {"name": "late", "match": [{"uri": {"prefix": "/x"}}], "route": [to("canary")]},
+    )
+    assert vhosts_of(docs) == {"*": ["all"]}
+
+
+def test_overlapping_host_sets_merge_per_host() -> None:
     docs = [
         *chart_objects(),
         second_vs("a", ["a.example.com"]),
-        second_vs("b", ["a.example.com", "b"]),
+        second_vs("b", ["a.example.com", "b.example.com"]),
     ]
-    with pytest.raises(ConfigError) as err:
+    vhosts = vhosts_of(docs)
+    assert vhosts["a.example.com"] == ["a", "b"] and vhosts["b.example.com"] == ["b"]
+
+
+@pytest.mark.parametrize(
+    ("server_hosts", "vs_hosts", "domains"),
+    [
+        (["*"], ["*"], ["*"]),
+        (["*"], ["scoring.example.com"], ["scoring.example.com"]),
+        (["*.example.com"], ["*"], ["*.example.com"]),
+        (["scoring.example.com"], ["*.example.com"], ["scoring.example.com"]),
+        (["other.example.com"], ["scoring.example.com"], []),
+        ([f"{NS}/scoring.example.com"], ["scoring.example.com"], ["scoring.example.com"]),
+        (["elsewhere/scoring.example.com"], ["scoring.example.com"], []),
+        (["*/scoring.example.com"], ["scoring.example.com"], ["scoring.example.com"]),
+        (["./scoring.example.com"], ["scoring.example.com"], ["scoring.example.com"]),
+    ],
+)
+def test_gateway_server_hosts_bound_the_virtual_hosts(
+    server_hosts: list[str], vs_hosts: list[str], domains: list[str]
+) -> None:
+    """gateway.go: hosts served = server hosts (host.NamesForNamespace) ∩ VirtualService hosts
+    (host.Names.Intersection keeps the narrower one); a Host outside them gets 404."""
+    docs = chart_objects()
+    kind(docs, "Gateway")["spec"]["servers"][0]["hosts"] = server_hosts
+    kind(docs, "VirtualService")["spec"]["hosts"] = vs_hosts
+    assert list(vhosts_of(docs)) == domains
+
+
+def test_servers_on_several_ports_are_refused() -> None:
+    docs = chart_objects()
+    servers = kind(docs, "Gateway")["spec"]["servers"]
+    servers.append({**copy.deepcopy(servers[0]), "port": {"number": 8080, "name": "alt",
+                                                          "protocol": "HTTP"}})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"one listener.*\[80, 8080\]"):
         envoy.translate(docs, ENDPOINTS, namespace=NS)
-    assert err.value.obj == "VirtualService canary-demo/b" and err.value.field == "spec.hosts"
+
+
+@pytest.mark.parametrize(
+    ("weights", "clusters"),
+    [((1, 3), [(STABLE, 1), (CANARY, 3)]), ((150, 50), [(STABLE, 150), (CANARY, 50)]),
+     ((0, 7), [(CANARY, 7)])],
+)  # fmt: skip
+def test_weights_are_relative(weights: tuple[int, int], clusters: list[Any]) -> None:
+    """istio/api virtual_service.proto: a destination gets weight/(sum of all weights); route.go
+    passes the raw weights (dropping zeros) and Envoy divides by their sum."""
+    (route,) = routes_of(vs_with({"name": "r", "route": [to("stable", weights[0]),
+                                                         to("canary", weights[1])]}))  # fmt: skip
+    got = route["route"]["weighted_clusters"]["clusters"]
+    assert [(c["name"], c["weight"]) for c in got] == clusters
+
+
+def test_match_details_follow_istiod() -> None:
+    """route.go ``TranslateRouteMatch``: ignoreUriCase → case_sensitive false; headers sorted by
+    name; regex ``*`` is a presence match (``canBeConvertedToPresentMatch``); a query prefix."""
+    block = {
+        "uri": {"prefix": "/Score"},
+        "ignoreUriCase": True,
+        "headers": {"x-b": {"regex": "*"}, "x-a": {"exact": "1"}},
+        "queryParams": {"v": {"prefix": "ca"}, "w": {"regex": "*"}},
+    }
+    (route,) = routes_of(vs_with({"name": "r", "match": [block], "route": [to("canary")]}))
+    assert route["match"] == {
+        "prefix": "/Score",
+        "case_sensitive": False,
+        "headers": [{"name": "x-a", "string_match": {"exact": "1"}},
+                    {"name": "x-b", "present_match": True}],
+        "query_parameters": [{"name": "v", "string_match": {"prefix": "ca"}},
+                             {"name": "w", "present_match": True}],
+    }  # fmt: skip
+
+
+def test_host_header_is_an_authority_rewrite() -> None:
+    """route.go ``TranslateHeadersOperations``: Host in request set/add rewrites the authority
+    (set wins) and is not added as a header."""
+    headers = {"request": {"set": {"host": "a.example.com", "x-a": "1"}}}
+    (route,) = routes_of(vs_with({"name": "r", "route": [to("stable")], "headers": headers}))
+    assert route["route"]["host_rewrite_literal"] == "a.example.com"
+    assert [h["header"]["key"] for h in route["request_headers_to_add"]] == ["x-a"]
 
 
 def test_only_virtual_services_bound_to_a_gateway_are_served() -> None:
@@ -482,7 +627,7 @@ def test_only_virtual_services_bound_to_a_gateway_are_served() -> None:
         second_vs("no-gw", ["y"], []),
     ]
     vhosts = envoy.translate(docs, ENDPOINTS, namespace=NS).routes["virtual_hosts"]
-    assert [v["name"] for v in vhosts] == ["*"]
+    assert [v["domains"] for v in vhosts] == [["*"]]
     no_gateway = [d for d in chart_objects() if d["kind"] != "Gateway"]
     assert envoy.translate(no_gateway, ENDPOINTS, namespace=NS).routes == envoy.empty_routes()
 

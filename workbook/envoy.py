@@ -35,9 +35,10 @@ ROUTER_TYPE = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Route
 CONNECT_TIMEOUT = "10s"
 DEFAULT_LB_POLICY = "LEAST_REQUEST"
 MAX_THRESHOLD = 4294967295
-# Istio's default retry policy, used when a route sets no ``retries`` (retry.DefaultPolicy).
+# istiod's default retry policy, used when a route sets no ``retries``
+# (pilot/pkg/networking/core/route/retry/retry.go ``DefaultPolicy``): since Istio 1.24 it lists
+# no retriable status code, so an upstream 503 is not retried.
 DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
-DEFAULT_RETRIABLE_CODES = (503,)
 DEFAULT_NUM_RETRIES = 2
 PREVIOUS_HOSTS = {
     "name": "envoy.retry_host_predicates.previous_hosts",
@@ -82,8 +83,14 @@ def cluster_name(host_fqdn: str, port: int, subset: str = "") -> str:
 
 
 def empty_routes() -> dict[str, Any]:
-    """The RouteConfiguration with no virtual hosts (every request gets 404)."""
-    return {"@type": ROUTE_TYPE, "name": ROUTE_NAME, "virtual_hosts": []}
+    """The RouteConfiguration with no virtual hosts (every request gets 404). Hosts match
+    whatever the port, as istiod sets it for gateways (``ignore_port_in_host_matching``)."""
+    return {
+        "@type": ROUTE_TYPE,
+        "name": ROUTE_NAME,
+        "ignore_port_in_host_matching": True,
+        "virtual_hosts": [],
+    }
 
 
 # ---- small conversions ------------------------------------------------------------------------
@@ -97,8 +104,15 @@ def duration(text: str) -> str:
 
 
 def fraction(percent: float) -> dict[str, Any]:
-    """A percentage 0..100 as a FractionalPercent per million (as Istio translates it)."""
-    return {"numerator": round(percent * 10000), "denominator": "MILLION"}
+    """A Percent as a FractionalPercent per million, truncated as istiod does
+    (route.go ``translatePercentToFractionalPercent``)."""
+    return {"numerator": int(percent * 10000), "denominator": "MILLION"}
+
+
+def hundredths(percent: int) -> dict[str, Any]:
+    """An integer percentage as a FractionalPercent per hundred
+    (route.go ``translateIntegerToFractionalPercent``)."""
+    return {"numerator": percent, "denominator": "HUNDRED"}
 
 
 def _selects(selector: Mapping[str, str] | None, labels: Mapping[str, str]) -> bool:
@@ -241,8 +255,14 @@ def _string_match(m: Mapping[str, str]) -> dict[str, Any]:
     return {"safe_regex": {"regex": value}} if kind == "regex" else {kind: value}
 
 
+def _is_presence(sm: Mapping[str, str] | None) -> bool:
+    """route.go ``canBeConvertedToPresentMatch``: no match type, or the regex ``*``."""
+    return not sm or dict(sm) == {"regex": "*"}
+
+
 def _route_match(block: Mapping[str, Any]) -> dict[str, Any]:
-    """One Istio HTTPMatchRequest as one Envoy RouteMatch (conditions AND-ed)."""
+    """One Istio HTTPMatchRequest as one Envoy RouteMatch (route.go ``TranslateRouteMatch``):
+    conditions AND-ed, headers sorted by name, then the method."""
     out: dict[str, Any] = {}
     uri = block.get("uri")
     if uri:
@@ -251,25 +271,33 @@ def _route_match(block: Mapping[str, Any]) -> dict[str, Any]:
         out[key] = {"regex": value} if kind == "regex" else value
     else:
         out["prefix"] = "/"
+    if block.get("ignoreUriCase"):
+        out["case_sensitive"] = False
     headers = []
-    for name, sm in (block.get("headers") or {}).items():
-        if sm:
-            headers.append({"name": name, "string_match": _string_match(sm)})
-        else:
+    for name, sm in sorted((block.get("headers") or {}).items()):
+        if _is_presence(sm):
             headers.append({"name": name, "present_match": True})
+        else:
+            headers.append({"name": name, "string_match": _string_match(sm)})
     if block.get("method"):
         headers.append({"name": ":method", "string_match": _string_match(block["method"])})
     if headers:
         out["headers"] = headers
     params = []
     for name, sm in (block.get("queryParams") or {}).items():
-        if sm:
-            params.append({"name": name, "string_match": _string_match(sm)})
-        else:
+        if _is_presence(sm):
             params.append({"name": name, "present_match": True})
+        else:
+            params.append({"name": name, "string_match": _string_match(sm)})
     if params:
         out["query_parameters"] = params
     return out
+
+
+def is_catch_all(match: Mapping[str, Any]) -> bool:
+    """route.go ``IsCatchAllRoute``: prefix ``/`` (or regex ``.*``), no header or query match."""
+    path = match.get("prefix") == "/" or (match.get("safe_regex") or {}).get("regex") == ".*"
+    return path and not match.get("headers") and not match.get("query_parameters")
 
 
 class _Resolver:
@@ -301,64 +329,73 @@ class _Resolver:
 
 
 def _retry_policy(retries: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """Istio's retry translation: default policy when unset, none when attempts is 0."""
+    """retry.go ``ConvertPolicy``: the default policy when unset, none when attempts is 0 (or
+    unset), else the default with attempts, retryOn and perTryTimeout from the route."""
     policy: dict[str, Any] = {
         "retry_on": DEFAULT_RETRY_ON,
         "num_retries": DEFAULT_NUM_RETRIES,
         "retry_host_predicate": [copy.deepcopy(PREVIOUS_HOSTS)],
         "host_selection_retry_max_attempts": 5,
-        "retriable_status_codes": list(DEFAULT_RETRIABLE_CODES),
     }
     if retries is None:
         return policy
-    if retries["attempts"] <= 0:
+    if retries.get("attempts", 0) <= 0:
         return None
     policy["num_retries"] = retries["attempts"]
     if retries.get("retryOn"):
-        policy["retry_on"], policy["retriable_status_codes"] = istio.parse_retry_on(
-            retries["retryOn"]
-        )
+        policy["retry_on"], codes = istio.parse_retry_on(retries["retryOn"])
+        if codes:
+            policy["retriable_status_codes"] = codes
     if "perTryTimeout" in retries:
         policy["per_try_timeout"] = duration(retries["perTryTimeout"])
-    if not policy["retriable_status_codes"]:
-        del policy["retriable_status_codes"]
     return policy
 
 
-def _fault(fault: Mapping[str, Any]) -> dict[str, Any]:
-    """Istio fault → HTTPFault; a missing percentage means every request, as Istio documents."""
+def _fault(fault: Mapping[str, Any]) -> dict[str, Any] | None:
+    """route.go ``TranslateFault``: a missing percentage injects nothing (delay 0 per hundred,
+    abort without a percentage), as istio/api documents; a delay without fixedDelay and an abort
+    without httpStatus are dropped; None when nothing is left."""
     out: dict[str, Any] = {"@type": FAULT_TYPE}
-    if "delay" in fault:
-        d = fault["delay"]
+    delay, abort = fault.get("delay") or {}, fault.get("abort") or {}
+    if "fixedDelay" in delay:
+        pct = delay.get("percentage")
         out["delay"] = {
-            "fixed_delay": duration(d["fixedDelay"]),
-            "percentage": fraction(d.get("percentage", {}).get("value", 100)),
+            "fixed_delay": duration(delay["fixedDelay"]),
+            "percentage": fraction(pct.get("value", 0)) if pct is not None else hundredths(0),
         }
-    if "abort" in fault:
-        a = fault["abort"]
-        out["abort"] = {
-            "http_status": a["httpStatus"],
-            "percentage": fraction(a.get("percentage", {}).get("value", 100)),
-        }
-    return out
+    if "httpStatus" in abort:
+        out["abort"] = {"http_status": abort["httpStatus"]}
+        if abort.get("percentage") is not None:
+            out["abort"]["percentage"] = fraction(abort["percentage"].get("value", 0))
+    return out if len(out) > 1 else None
 
 
-def _header_ops(ops: Mapping[str, Any], side: str, out: dict[str, Any]) -> None:
-    add = [
-        {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
-        for k, v in (ops.get("set") or {}).items()
-    ] + [
-        {"header": {"key": k, "value": v}, "append_action": "APPEND_IF_EXISTS_OR_ADD"}
-        for k, v in (ops.get("add") or {}).items()
-    ]
+def _is_internal(name: str) -> bool:
+    return name.startswith(":") or name.lower() == "host"
+
+
+def _header_ops(ops: Mapping[str, Any], side: str, out: dict[str, Any]) -> str:
+    """route.go ``TranslateHeadersOperations``: set overwrites, add appends; the Host header of
+    the request becomes an authority rewrite (returned; set wins over add)."""
+    authority = {"set": "", "add": ""}
+    add = []
+    for verb, action in (("set", "OVERWRITE_IF_EXISTS_OR_ADD"), ("add", "APPEND_IF_EXISTS_OR_ADD")):
+        for k, v in (ops.get(verb) or {}).items():
+            if k.lower() in ("host", ":authority"):
+                authority[verb] = v
+            if not _is_internal(k):
+                add.append({"header": {"key": k, "value": v}, "append_action": action})
     if add:
         out[f"{side}_headers_to_add"] = add
-    if ops.get("remove"):
-        out[f"{side}_headers_to_remove"] = list(ops["remove"])
+    remove = [k for k in ops.get("remove") or [] if not _is_internal(k)]
+    if remove:
+        out[f"{side}_headers_to_remove"] = remove
+    return authority["set"] or authority["add"]
 
 
 def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[dict[str, Any]]:
-    """Envoy routes of one VirtualService, in order: one per match block (match blocks OR-ed)."""
+    """Envoy routes of one VirtualService, in order: one per match block (match blocks OR-ed),
+    none after its first catch-all (route.go ``BuildHTTPRoutesForVirtualService``)."""
     where, ns = istio.ref(vs), istio.namespace_of(vs, namespace)
     version = str(vs.get("apiVersion", "")).rpartition("/")[2]
     config = (
@@ -374,6 +411,7 @@ def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[d
                 where, f"{path}.route[0].destination", dests[0]["destination"], ns
             )
         else:
+            # Raw weights: Envoy sends weight/sum to each (route.go applyHTTPRouteDestination).
             weights: dict[str, int] = {}
             for k, d in enumerate(dests):
                 name = resolve(where, f"{path}.route[{k}].destination", d["destination"], ns)
@@ -384,19 +422,26 @@ def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[d
         retry = _retry_policy(http.get("retries"))
         if retry is not None:
             action["retry_policy"] = retry
-        if "mirror" in http:
-            percent = (http.get("mirrorPercentage") or {}).get("value", 100)
+        mirror = http.get("mirror")
+        percent = (http.get("mirrorPercentage") or {}).get("value")
+        if mirror is not None and percent != 0:  # route.go MirrorPercent
+            runtime = hundredths(100) if percent is None else fraction(percent)
             action["request_mirror_policies"] = [
                 {
-                    "cluster": resolve(where, f"{path}.mirror", http["mirror"], ns),
-                    "runtime_fraction": {"default_value": fraction(percent)},
+                    "cluster": resolve(where, f"{path}.mirror", mirror, ns),
+                    "runtime_fraction": {"default_value": runtime},
                 }
             ]
         extra: dict[str, Any] = {}
-        if "fault" in http:
-            extra["typed_per_filter_config"] = {FAULT_FILTER: _fault(http["fault"])}
+        fault = _fault(http["fault"]) if "fault" in http else None
+        if fault is not None:
+            extra["typed_per_filter_config"] = {FAULT_FILTER: fault}
+        authority = ""
         for side in ("request", "response"):
-            _header_ops((http.get("headers") or {}).get(side) or {}, side, extra)
+            found = _header_ops((http.get("headers") or {}).get(side) or {}, side, extra)
+            authority = authority or (found if side == "request" else "")
+        if authority:
+            action["host_rewrite_literal"] = authority
         label = istio.route_label(i, http)
         blocks = http.get("match") or [{}]
         for j, block in enumerate(blocks):
@@ -413,50 +458,91 @@ def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[d
                 "metadata": {"filter_metadata": {"istio": {"config": config}}},
             }
             out.append(copy.deepcopy(route))  # no shared dicts: YAML dumps stay anchor-free
+            if is_catch_all(route["match"]):
+                return out
     return out
 
 
-def _domains(hosts: Iterable[str]) -> list[str]:
-    """Envoy domains for gateway hosts: each host and ``host:*`` (any port); ``*`` stays ``*``."""
+def _creation_order(vs: Mapping[str, Any], namespace: str) -> tuple[str, str, str]:
+    """model/config.go ``sortConfigByCreationTime``: creation time, then name, then namespace
+    (objects without a creationTimestamp sort first, by name, as istiod sorts a same-second tie)."""
+    meta = vs.get("metadata") or {}
+    return str(meta.get("creationTimestamp") or ""), meta["name"], istio.namespace_of(vs, namespace)
+
+
+def _server_hosts(server: Mapping[str, Any], vs_ns: str, gw_ns: str) -> list[str]:
+    """host.NamesForNamespace: the server's hosts a VirtualService of ``vs_ns`` may bind."""
+    out = []
+    for h in server["hosts"]:
+        ns, slash, name = h.partition("/")
+        if slash:
+            if (gw_ns if ns == "." else ns) not in (vs_ns, "*"):
+                continue
+            h = name
+        out.append(h.lower())
+    return out
+
+
+def _intersection(server_hosts: list[str], vs_hosts: list[str]) -> list[str]:
+    """host.Names.Intersection: for each overlapping pair, the narrower host."""
     out: list[str] = []
-    for h in hosts:
-        for d in (h,) if h == "*" else (h, f"{h}:*"):
-            if d not in out:
-                out.append(d)
+    for a in server_hosts:
+        for b in vs_hosts:
+            pick = a if istio.host_subset(a, b) else b if istio.host_subset(b, a) else None
+            if pick is not None and pick not in out:
+                out.append(pick)
     return out
 
 
 def _virtual_hosts(
     objects: list[Mapping[str, Any]], resolve: _Resolver, namespace: str
 ) -> list[dict[str, Any]]:
-    gateways = {
-        (istio.namespace_of(g, namespace), g["metadata"]["name"])
-        for g in objects
-        if g.get("kind") == "Gateway" and istio.is_istio(g)
-    }
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    owner: dict[str, tuple[str, tuple[str, ...]]] = {}
-    for vs in objects:
-        if vs.get("kind") != "VirtualService" or not istio.is_istio(vs):
-            continue
-        if not set(istio.gateway_refs(vs, namespace)) & gateways:
-            continue
-        ns = istio.namespace_of(vs, namespace)
-        hosts = tuple(dict.fromkeys(istio.normalize_host(h, ns) for h in vs["spec"]["hosts"]))
-        for d in _domains(hosts):
-            if d in owner and owner[d][1] != hosts:
-                raise ConfigError(
-                    istio.ref(vs),
-                    "spec.hosts",
-                    f"host {d} is also bound by {owner[d][0]} with other hosts; "
-                    "a gateway needs the same host list on VirtualServices that share a host",
-                )
-            owner.setdefault(d, (istio.ref(vs), hosts))
-        groups.setdefault(hosts, []).extend(_routes(vs, resolve, namespace))
-    return [
-        {"name": ",".join(hosts), "domains": _domains(hosts), "routes": routes}
-        for hosts, routes in groups.items()
-    ]
+    """The gateway's virtual hosts as istiod builds them (pilot/pkg/networking/core/gateway.go
+    ``buildGatewayHTTPRouteConfig``): for each server of each Gateway, each VirtualService bound
+    to it (in creation order) adds its routes to every host both list; each host's routes keep
+    that order with catch-all routes moved last (route.go ``SortVHostRoutes``). A request whose
+    Host no virtual host takes gets Envoy's 404, as at the Istio ingress gateway."""
+    gateways = [g for g in objects if g.get("kind") == "Gateway" and istio.is_istio(g)]
+    ports: dict[int, str] = {}
+    for g in gateways:
+        for k, server in enumerate(g["spec"]["servers"]):
+            ports.setdefault(int(server["port"]["number"]), f"{istio.ref(g)} spec.servers[{k}]")
+    if len(ports) > 1:
+        raise ConfigError(
+            istio.ref(gateways[-1]),
+            "spec.servers",
+            f"use one port number: the local gateway has one listener, and the Gateways' "
+            f"servers listen on {sorted(ports)}",
+        )
+    services = sorted(
+        (vs for vs in objects if vs.get("kind") == "VirtualService" and istio.is_istio(vs)),
+        key=lambda vs: _creation_order(vs, namespace),
+    )
+    built: dict[str, list[dict[str, Any]]] = {}
+    vhosts: dict[str, list[dict[str, Any]]] = {}
+    for g in gateways:
+        gw_ns = istio.namespace_of(g, namespace)
+        key = (gw_ns, g["metadata"]["name"])
+        for server in g["spec"]["servers"]:
+            for vs in services:
+                if key not in istio.gateway_refs(vs, namespace):
+                    continue
+                vs_ns = istio.namespace_of(vs, namespace)
+                vs_hosts = [istio.normalize_host(h, vs_ns).lower() for h in vs["spec"]["hosts"]]
+                hosts = _intersection(_server_hosts(server, vs_ns, gw_ns), vs_hosts)
+                if not hosts:
+                    continue
+                ref = istio.ref(vs, namespace)
+                if ref not in built:
+                    built[ref] = _routes(vs, resolve, namespace)
+                for host in hosts:
+                    vhosts.setdefault(host, []).extend(built[ref])
+    out = []
+    for host, routes in vhosts.items():
+        ordered = [r for r in routes if not is_catch_all(r["match"])]
+        ordered += [r for r in routes if is_catch_all(r["match"])]
+        out.append({"name": host, "domains": [host], "routes": copy.deepcopy(ordered)})
+    return out
 
 
 def translate(

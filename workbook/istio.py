@@ -19,7 +19,13 @@ from typing import Any, NoReturn
 from workbook import kinds
 from workbook.errors import ConfigError, UnsupportedFieldError
 
+#: The Istio release whose istiod the local gateway follows: the newest revision of the AKS Istio
+#: add-on (asm-1-27). Its sources are the reference for every rule here and in ``envoy``:
+#: validation in pkg/config/validation/{validation,virtualservice}.go, translation in
+#: pilot/pkg/networking/core/route/{route,retry/retry}.go and pilot/pkg/networking/core/gateway.go.
+ISTIO_VERSION = "1.27"
 GROUP = kinds.ISTIO_GROUP
+INT32_MAX = 2**31 - 1
 API_VERSIONS = ("v1", "v1beta1", "v1alpha3")
 #: The kinds the local gateway translates.
 KINDS = kinds.GATEWAY_KINDS
@@ -29,8 +35,8 @@ MESH_GATEWAY = "mesh"
 LB_POLICIES = ("ROUND_ROBIN", "LEAST_REQUEST", "RANDOM")
 STRING_MATCH_TYPES = ("exact", "prefix", "regex")
 
-# Retry conditions Envoy's router understands (x-envoy-retry-on and x-envoy-retry-grpc-on);
-# a number in retryOn is a retriable HTTP status code, as Istio parses it.
+# Retry conditions istiod accepts in retryOn (``supportedRetryOnPolicies`` in
+# pkg/config/validation/validation.go); a number in retryOn is a retriable HTTP status code.
 RETRY_ON = frozenset(
     {
         "5xx",
@@ -56,8 +62,21 @@ _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|us|µs|ns|m|s)")
 _DURATION_NS = {"h": 3600e9, "m": 60e9, "s": 1e9, "ms": 1e6, "us": 1e3, "µs": 1e3, "ns": 1.0}
-# Constructs Python's re accepts but RE2 (Envoy's and Istio's regex engine) rejects.
-_NOT_RE2 = re.compile(r"\(\?[=!]|\(\?<[=!]|\(\?>|\\[1-9]|\(\?P=")
+#: istiod's limit on a regex (``validateStringRegexp``), a stand-in for RE2's program size.
+MAX_REGEX_LENGTH = 1024
+#: The status codes Go's ``net/http.StatusText`` knows: istiod reads a number in retryOn as a
+#: retriable status code only if it is one of them (retry.go ``parseRetryOn``).
+HTTP_STATUS_CODES = frozenset(
+    {
+        100, 101, 102, 103, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226,
+        300, 301, 302, 303, 304, 305, 307, 308,
+        *range(400, 419), 421, 422, 423, 424, 425, 426, 428, 429, 431, 451,
+        500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
+    }
+)  # fmt: skip
+#: HTTP/2 pseudo headers a match may name (``pseudoHeaders`` in validation.go).
+PSEUDO_HEADERS = (":method", ":scheme", ":authority", ":path", ":status")
+_HEADER_VALUE = re.compile("^[^\u0000-\u0008\u000a-\u001f\u007f]*$")
 # Header names Istio ignores in a match's headers map (they have their own match fields).
 _RESERVED_MATCH_HEADERS = ("uri", "scheme", "method", "authority")
 
@@ -107,18 +126,49 @@ def parse_duration(text: str) -> int:
 
 
 def parse_retry_on(retry_on: str) -> tuple[str, list[int]]:
-    """Split Istio's retryOn into Envoy's retry_on and retriable status codes (as Istio does)."""
+    """Split Istio's retryOn into Envoy's retry_on and retriable status codes, as istiod does
+    (pilot/pkg/networking/core/route/retry/retry.go, ``parseRetryOn`` and ``ConvertPolicy``)."""
     conditions, codes = [], []
     for part in (p.strip() for p in retry_on.split(",")):
         if not part:
             continue
-        if part.isdigit():
+        if part.isdigit() and int(part) in HTTP_STATUS_CODES:
             codes.append(int(part))
         else:
             conditions.append(part)
-    if codes and "retriable-status-codes" not in conditions:
-        conditions.append("retriable-status-codes")
-    return ",".join(conditions), codes
+    joined = ",".join(conditions)
+    if codes and "retriable-status-codes" not in joined:
+        joined = f"{joined},retriable-status-codes" if joined else "retriable-status-codes"
+    return joined, codes
+
+
+def re2_error(pattern: str) -> str | None:
+    """Why RE2, the regex engine of Envoy and istiod, refuses ``pattern``; None if it compiles."""
+    import re2  # google-re2
+
+    options = re2.Options()
+    options.log_errors = False
+    try:
+        re2.compile(pattern, options)
+    except re2.error as err:
+        reason = err.args[0] if err.args else err
+        return reason.decode() if isinstance(reason, bytes) else str(reason)
+    return None
+
+
+def host_matches(a: str, b: str) -> bool:
+    """Whether two hosts overlap, wildcards included (``host.Name.Matches`` in Istio)."""
+    return host_subset(a, b) or host_subset(b, a)
+
+
+def host_subset(a: str, b: str) -> bool:
+    """Whether every name host ``a`` stands for is one ``b`` stands for (``host.Name.SubsetOf``)."""
+    a, b = a.lower(), b.lower()
+    if b == "*":
+        return True
+    if b.startswith("*"):
+        return a[1:].endswith(b[1:]) if a.startswith("*") else a.endswith(b[1:])
+    return not a.startswith("*") and a == b
 
 
 # ---- weights ----------------------------------------------------------------------------------
@@ -334,38 +384,58 @@ class _Check:
             self.fail(path, f"must be at least {minimum_ns // 1_000_000}ms, got {value!r}")
         return ns
 
-    def percent(self, value: Any, path: str) -> float:
-        m = self.fields(value, path, ["value"], ["value"])
-        v = m["value"]
+    def percent(self, value: Any, path: str, *, smallest: float = 0.0001) -> float:
+        """A Percent: 0, or ``smallest``..100 (validation.go ``validatePercentage``)."""
+        m = self.fields(value, path, ["value"])
+        v = m.get("value", 0)
         vpath = _join(path, "value")
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             self.fail(vpath, f"must be a number 0..100, got {v!r}")
-        if not 0 <= v <= 100:
-            self.fail(vpath, f"must be 0..100, got {v}")
+        if not 0 <= v <= 100 or 0 < v < smallest:
+            self.fail(vpath, f"must be 0 or in {smallest:g}..100, got {v}")
         return float(v)
 
-    def header_name(self, name: Any, path: str, lowercase: bool) -> str:
+    def header_name(self, name: Any, path: str) -> str:
+        """A header a match names: an HTTP token or a pseudo header
+        (validation.go ``ValidateHTTPHeaderNameOrJwtClaimRoute``)."""
         self.string(name, path)
-        if not _TOKEN.match(name):
+        if name.startswith("@request.auth.claims"):
+            self.found.append(Problem(self.obj, _join(path, name), UNSUPPORTED, unsupported=True))
+        elif name not in PSEUDO_HEADERS and not _TOKEN.match(name):
             self.fail(path, f"{name!r} is not a valid HTTP header name")
-        if lowercase and name != name.lower():
-            self.fail(path, f"header names must be lowercase, got {name!r}")
+        return str(name)
+
+    def header_operation(self, name: Any, path: str, *, authority: bool) -> str:
+        """A header a route sets, adds or removes: never a pseudo header, and Host only where
+        istiod turns it into an authority rewrite (request set/add)."""
+        self.string(name, path)
+        if authority and name.lower() in ("host", ":authority"):
+            return str(name)
+        if name.lower() == "host":
+            self.fail(path, f"{name!r}: the Host header cannot be changed here")
+        if name.startswith(":"):
+            self.fail(path, f"{name!r}: a header cannot have a ':' prefix")
         return str(name)
 
     def regex(self, pattern: str, path: str) -> None:
-        try:
-            re.compile(pattern)
-        except re.error as e:
-            self.fail(path, f"is not a valid regular expression: {e}")
-        if _NOT_RE2.search(pattern):
+        """A regex as Envoy runs it: RE2 syntax (google-re2), at most ``MAX_REGEX_LENGTH``
+        characters (validation.go ``validateStringRegexp``)."""
+        if len(pattern) > MAX_REGEX_LENGTH:
+            self.fail(path, f"regex is too large, max length allowed is {MAX_REGEX_LENGTH}")
+        error = re2_error(pattern)
+        if error is not None:
             self.fail(
                 path,
-                f"{pattern!r} uses lookaround, backreferences or atomic groups, "
-                "which RE2 (Istio's and Envoy's regex engine) does not support",
+                f"{pattern!r} is not a valid RE2 regex ({error}); Istio and Envoy use RE2 syntax",
             )
 
-    def string_match(self, value: Any, path: str, *, presence: bool, prefix: bool = True) -> None:
-        """Istio StringMatch: one of exact|prefix|regex (``{}`` = presence where allowed)."""
+    def string_match(
+        self, value: Any, path: str, *, presence: bool, empty_prefix: bool = False
+    ) -> None:
+        """Istio StringMatch: one of exact|prefix|regex (``{}`` = presence where allowed);
+        a prefix may be empty only for uri (virtualservice.go ``validateHTTPRouteMatchRequest``).
+        Where presence is allowed, regex ``*`` means presence too (route.go
+        ``canBeConvertedToPresentMatch``)."""
         m = self.fields(value, path, STRING_MATCH_TYPES)
         if not m:
             if presence:
@@ -375,11 +445,9 @@ class _Check:
             self.fail(path, f"must set exactly one of exact, prefix or regex, got {list(m)}")
         kind, pattern = next(iter(m.items()))
         kpath = _join(path, kind)
-        if kind == "prefix" and not prefix:
-            self.found.append(Problem(self.obj, kpath, UNSUPPORTED, unsupported=True))
-            return
-        self.string(pattern, kpath, non_empty=kind != "exact")
-        if kind == "regex":
+        required = kind == "regex" or (kind == "prefix" and not empty_prefix)
+        self.string(pattern, kpath, non_empty=required)
+        if kind == "regex" and not (presence and pattern == "*"):
             self.regex(pattern, kpath)
 
     # -- VirtualService parts
@@ -387,6 +455,8 @@ class _Check:
     def destination(self, value: Any, path: str) -> None:
         m = self.fields(value, path, ["host", "subset", "port"], ["host"])
         self.string(m["host"], _join(path, "host"))
+        if m["host"] == "*":
+            self.fail(_join(path, "host"), "invalid destination host *")
         if "subset" in m:
             self.string(m["subset"], _join(path, "subset"))
         if "port" in m:
@@ -394,28 +464,22 @@ class _Check:
             self.integer(p["number"], _join(path, "port.number"), 1, 65535)
 
     def match(self, value: Any, path: str) -> None:
+        # An empty block is valid: it matches every request (route.go ``TranslateRouteMatch``).
         m = self.fields(
             value, path, ["name", "uri", "headers", "queryParams", "method", "ignoreUriCase"]
         )
-        if not m and isinstance(value, Mapping) and not value:
-            self.fail(path, "must not be empty (an HTTPMatchRequest needs a condition)")
         if "name" in m:
             self.string(m["name"], _join(path, "name"))
-        if "ignoreUriCase" in m:
-            if not isinstance(m["ignoreUriCase"], bool):
-                self.fail(_join(path, "ignoreUriCase"), "must be true or false")
-            if m["ignoreUriCase"]:
-                self.found.append(
-                    Problem(self.obj, _join(path, "ignoreUriCase"), UNSUPPORTED, unsupported=True)
-                )
+        if "ignoreUriCase" in m and not isinstance(m["ignoreUriCase"], bool):
+            self.fail(_join(path, "ignoreUriCase"), "must be true or false")
         if "uri" in m:
-            self.string_match(m["uri"], _join(path, "uri"), presence=False)
+            self.string_match(m["uri"], _join(path, "uri"), presence=False, empty_prefix=True)
         if "method" in m:
             self.string_match(m["method"], _join(path, "method"), presence=False)
         if "headers" in m:
             hpath = _join(path, "headers")
             for name, sm in self.mapping(m["headers"], hpath).items():
-                self.header_name(name, hpath, lowercase=True)
+                self.header_name(name, hpath)
                 if name in _RESERVED_MATCH_HEADERS:
                     self.fail(_join(hpath, name), f"use match.{name}, Istio ignores it in headers")
                 self.string_match(sm, _join(hpath, name), presence=True)
@@ -423,11 +487,13 @@ class _Check:
             qpath = _join(path, "queryParams")
             for name, sm in self.mapping(m["queryParams"], qpath).items():
                 self.string(name, qpath)
-                # Istio documents that prefix matching is not supported for query parameters.
-                self.string_match(sm, _join(qpath, name), presence=True, prefix=False)
+                self.string_match(sm, _join(qpath, name), presence=True)
 
     def header_ops(self, value: Any, path: str) -> None:
+        """Header manipulation as virtualservice.go ``validateHTTPRoute`` checks it; setting the
+        Host (or :authority) header of the request is an authority rewrite, set once."""
         m = self.fields(value, path, ["request", "response"])
+        authorities = []
         for side, ops in m.items():
             spath = _join(path, side)
             o = self.fields(ops, spath, ["set", "add", "remove"])
@@ -435,20 +501,26 @@ class _Check:
                 if verb in o:
                     vpath = _join(spath, verb)
                     for name, val in self.mapping(o[verb], vpath).items():
-                        self.header_name(name, vpath, lowercase=False)
+                        self.header_operation(name, vpath, authority=side == "request")
                         self.string(val, _join(vpath, name), non_empty=False)
+                        if not _HEADER_VALUE.match(val):
+                            self.fail(_join(vpath, name), "has control characters")
+                        if side == "request" and name.lower() in ("host", ":authority"):
+                            authorities.append(_join(vpath, name))
             if "remove" in o:
                 rpath = _join(spath, "remove")
                 for k, name in enumerate(self.sequence(o["remove"], rpath)):
-                    self.header_name(name, f"{rpath}[{k}]", lowercase=False)
-                    if side == "request" and name.lower() == "host":
-                        self.fail(f"{rpath}[{k}]", "is host, which Envoy cannot remove")
+                    self.header_operation(name, f"{rpath}[{k}]", authority=False)
+        if len(authorities) > 1:
+            self.fail(authorities[1], "authority header cannot be set multiple times")
 
     def weight(self, weight: Any, path: str) -> None:
+        """A relative weight: the destination gets weight/sum (validation.go ``validateWeight``
+        refuses only negatives; istio/api virtual_service.proto ``HTTPRouteDestination.weight``)."""
         if isinstance(weight, bool) or not isinstance(weight, int):
-            self.fail(path, f"must be an integer 0..100, got {weight!r}")
-        if not 0 <= weight <= 100:
-            self.fail(path, f"must be 0..100, got {weight}")
+            self.fail(path, f"must be an integer, got {weight!r}")
+        if not 0 <= weight <= INT32_MAX:
+            self.fail(path, f"must not be negative, got {weight}")
 
     def http_route(self, route: Any, path: str) -> None:
         allowed = [
@@ -470,69 +542,81 @@ class _Check:
             self.destination(d["destination"], _join(dpath, "destination"))
             if "weight" in d:
                 self.weight(d["weight"], _join(dpath, "weight"))
-        if len(dests) > 1:
-            total = sum(int(d.get("weight") or 0) for d in dests)
-            if total != 100:
-                label = str(m.get("name") or path)
-                self.fail(
-                    _join(path, "route"), f"weights must sum to 100, got {total} (route {label!r})"
-                )
+        if len(dests) > 1 and sum(int(d.get("weight") or 0) for d in dests) == 0:
+            # validation.go ``validateHTTPRouteDestinations``
+            self.fail(_join(path, "route"), "total destination weight = 0")
         if "mirror" in m:
             self.destination(m["mirror"], _join(path, "mirror"))
         if "mirrorPercentage" in m:
             if "mirror" not in m:
                 self.fail(_join(path, "mirrorPercentage"), "needs mirror")
-            self.percent(m["mirrorPercentage"], _join(path, "mirrorPercentage"))
+            self.percent(m["mirrorPercentage"], _join(path, "mirrorPercentage"), smallest=0)
         if "fault" in m:
             self.fault(m["fault"], _join(path, "fault"))
         if "timeout" in m:
-            self.duration(m["timeout"], _join(path, "timeout"), 0)
+            # agent.ValidateDuration: at least 1ms, so ``0s`` is refused as istiod refuses it.
+            self.duration(m["timeout"], _join(path, "timeout"), 1_000_000)
         if "retries" in m:
             self.retries(m["retries"], _join(path, "retries"))
         if "headers" in m:
             self.header_ops(m["headers"], _join(path, "headers"))
 
     def fault(self, value: Any, path: str) -> None:
+        """validation.go ``validateHTTPFaultInjection``: abort and/or delay, percentages 0 or
+        0.0001..100; an abort without a status and a delay without fixedDelay inject nothing."""
         m = self.fields(value, path, ["abort", "delay"])
         if not m and isinstance(value, Mapping) and not value:
-            self.fail(path, "must set abort, delay or both")
+            self.fail(path, "HTTP fault injection must have an abort and/or a delay")
         if "abort" in m:
             apath = _join(path, "abort")
-            a = self.fields(m["abort"], apath, ["httpStatus", "percentage"], ["httpStatus"])
-            self.integer(a["httpStatus"], _join(apath, "httpStatus"), 200, 599)
+            a = self.fields(m["abort"], apath, ["httpStatus", "percentage"])
             if "percentage" in a:
                 self.percent(a["percentage"], _join(apath, "percentage"))
+            if "httpStatus" in a:
+                self.integer(a["httpStatus"], _join(apath, "httpStatus"), 200, 599)
+            else:
+                self.warn(apath, "abort configured, but error type not set: nothing is aborted")
         if "delay" in m:
             dpath = _join(path, "delay")
-            d = self.fields(m["delay"], dpath, ["fixedDelay", "percentage"], ["fixedDelay"])
-            self.duration(d["fixedDelay"], _join(dpath, "fixedDelay"), 1_000_000)
+            d = self.fields(m["delay"], dpath, ["fixedDelay", "percentage"])
             if "percentage" in d:
                 self.percent(d["percentage"], _join(dpath, "percentage"))
+            if "fixedDelay" in d:
+                self.duration(d["fixedDelay"], _join(dpath, "fixedDelay"), 1_000_000)
+            else:
+                self.warn(dpath, "delay configured without fixedDelay: nothing is delayed")
 
     def retries(self, value: Any, path: str) -> None:
-        m = self.fields(value, path, ["attempts", "perTryTimeout", "retryOn"], ["attempts"])
-        self.integer(m["attempts"], _join(path, "attempts"), 0, 1_000)
+        """validation.go ``validateHTTPRetry``: attempts 0 disables retries and then nothing else
+        may be set; each comma-separated retryOn part is a known policy or HTTP status code."""
+        m = self.fields(value, path, ["attempts", "perTryTimeout", "retryOn"])
+        attempts = m.get("attempts", 0)
+        self.integer(attempts, _join(path, "attempts"), 0, INT32_MAX)
+        if attempts == 0 and ("perTryTimeout" in m or m.get("retryOn")):
+            self.fail(
+                _join(path, "attempts"),
+                "is 0 (retries disabled), yet a retry policy is configured "
+                "(perTryTimeout or retryOn)",
+            )
         if "perTryTimeout" in m:
             self.duration(m["perTryTimeout"], _join(path, "perTryTimeout"), 1_000_000)
         if "retryOn" in m:
             rpath = _join(path, "retryOn")
-            self.string(m["retryOn"], rpath)
-            for part in (p.strip() for p in m["retryOn"].split(",")):
-                if part.isdigit():
-                    self.integer(int(part), rpath, 100, 599)
-                elif part and part not in RETRY_ON:
-                    self.fail(
-                        rpath, f"{part!r} is not a retry condition (known: {sorted(RETRY_ON)})"
-                    )
+            self.string(m["retryOn"], rpath, non_empty=False)
+            for part in m["retryOn"].split(",") if m["retryOn"] else []:
+                known = part.isdigit() and int(part) in HTTP_STATUS_CODES
+                if not known and part not in RETRY_ON:
+                    self.fail(rpath, f"{part!r} is not a valid retryOn policy")
 
     # -- objects
 
     def gateway_server(self, server: Any, path: str) -> None:
+        """validation.go ``validateServer``/``validateServerPort``: a named port, a protocol,
+        one host at least, each ``host`` or ``namespace/host``."""
         s = self.fields(server, path, ["port", "hosts", "name"], ["port", "hosts"])
         p = self.fields(s["port"], f"{path}.port", ["number", "name", "protocol"], ["number"])
         self.integer(p["number"], f"{path}.port.number", 1, 65535)
-        if "name" in p:
-            self.string(p["name"], f"{path}.port.name")
+        self.string(p.get("name"), f"{path}.port.name")
         protocol = self.string(p.get("protocol"), f"{path}.port.protocol")
         if protocol.upper() != "HTTP":
             self.fail(
@@ -540,6 +624,9 @@ class _Check:
             )
         for h, host in enumerate(self.sequence(s["hosts"], f"{path}.hosts", non_empty=True)):
             self.string(host, f"{path}.hosts[{h}]")
+            ns, _, name = host.rpartition("/")
+            if "/" in host and (not ns or not name):
+                self.fail(f"{path}.hosts[{h}]", f"{host!r} must be host or namespace/host")
         if "name" in s:
             self.string(s["name"], f"{path}.name")
 
@@ -551,14 +638,40 @@ class _Check:
         except ConfigError as err:
             self.found.append(_problem(err))
             return
+        names: dict[str, int] = {}
         for k, server in enumerate(servers):
             self.section(self.gateway_server, server, f"spec.servers[{k}]")
+            port = server.get("port") if isinstance(server, Mapping) else None
+            name = port.get("name") if isinstance(port, Mapping) else None
+            if isinstance(name, str) and name in names:
+                self.section(
+                    self.fail,
+                    f"spec.servers[{k}].port.name",
+                    f"port names in servers must be unique: {name!r} is also "
+                    f"spec.servers[{names[name]}]",
+                )
+            elif isinstance(name, str):
+                names[name] = k
 
     def virtual_service(self, spec: Mapping[str, Any]) -> None:
         def hosts() -> None:
+            """validation.go ``ValidateVirtualService``: no ``*`` for the mesh gateway (no
+            gateways, or ``mesh`` among them), no host twice (wildcards included)."""
             listed = self.sequence(spec.get("hosts"), "spec.hosts", non_empty=True)
+            gateways = spec.get("gateways") or []
+            to_mesh = not gateways or MESH_GATEWAY in gateways
             for h, host in enumerate(listed):
                 self.string(host, f"spec.hosts[{h}]")
+                if host == "*" and to_mesh:
+                    self.fail(
+                        f"spec.hosts[{h}]",
+                        "wildcard host * is not allowed for virtual services bound to the mesh "
+                        "gateway",
+                    )
+            for i, a in enumerate(listed):
+                for b in listed[i + 1 :]:
+                    if host_matches(a, b):
+                        self.fail("spec.hosts", f"duplicate hosts in virtual service: {a} & {b}")
 
         def gateways() -> None:
             for g, gw in enumerate(self.sequence(spec["gateways"], "spec.gateways")):
