@@ -316,7 +316,13 @@ def objects(stable: int, canary: int) -> list[dict[str, Any]]:
         route("abort", uri("prefix", "/abort"), dest="stable",
               fault={"abort": {"httpStatus": 418, "percentage": {"value": 100}}}),
         route("delay", uri("prefix", "/delay"), dest="stable",
-              fault={"delay": {"fixedDelay": "300ms"}}),
+              fault={"delay": {"fixedDelay": "300ms", "percentage": {"value": 100}}}),
+        route("abort-no-pct", uri("prefix", "/nopct/abort"), dest="stable",
+              fault={"abort": {"httpStatus": 418}}),
+        route("delay-no-pct", uri("prefix", "/nopct/delay"), dest="stable",
+              fault={"delay": {"fixedDelay": "2s"}}),
+        route("re2", uri("regex", "/re2/\\p{L}+"), dest="canary"),
+        route("query-prefix", {"queryParams": {"pv": {"prefix": "can"}}}),
         route("timeout", uri("prefix", "/slow"), dest="stable", timeout="200ms",
               retries={"attempts": 0}),
         route("retry-default", uri("prefix", "/flaky-503"), dest="stable"),
@@ -341,7 +347,16 @@ def objects(stable: int, canary: int) -> list[dict[str, Any]]:
         "metadata": {"name": "scoring", "namespace": NS},
         "spec": {"hosts": ["*"], "gateways": ["scoring-gateway"], "http": http},
     }
-    return [*chart_base(), vs]
+    # A second VirtualService for the same gateway host: istiod merges its routes in and moves
+    # the catch-all "weighted" route of the first one last (gateway.go, route.go SortVHostRoutes).
+    extra = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "zz-extra", "namespace": NS},
+        "spec": {"hosts": ["*"], "gateways": ["scoring-gateway"],
+                 "http": [route("extra", header("x-extra", "exact", "1"))]},
+    }  # fmt: skip
+    return [*chart_base(), vs, extra]
 
 
 @dataclass
@@ -367,12 +382,17 @@ class Mesh:
     def serve(self, stable: int, canary: int) -> None:
         if self.weights == (stable, canary):
             return
+        self.push(objects(stable, canary))
+        self.weights = (stable, canary)
+
+    def push(self, docs: list[dict[str, Any]]) -> None:
+        """Translate ``docs`` and serve them (the next ``serve`` pushes its own objects again)."""
         ports = {"stable": self.upstreams["v1"].port, "canary": self.upstreams["v2"].port}
         shadow = Endpoint("scoring-shadow-0", SHADOW_LABELS, "127.0.0.1",
                           {fixtures.TARGET_PORT: self.upstreams["v3"].port})  # fmt: skip
         endpoints = [*fixtures.endpoints(ports), shadow]
-        self.envoy.push(envoy.translate(objects(stable, canary), endpoints, namespace=NS))
-        self.weights = (stable, canary)
+        self.envoy.push(envoy.translate(docs, endpoints, namespace=NS))
+        self.weights = None
 
     def request(
         self, path: str, method: str = "GET", headers: dict[str, str] | None = None
@@ -446,6 +466,11 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         ("/and/x", "GET", {}, "v1"),
         ("/score", "GET", {"x-and": "yes"}, "v1"),
         ("/order/stable", "GET", {}, "v2"),  # the first matching route wins
+        ("/re2/abc", "GET", {}, "v2"),  # RE2 syntax (\p{L}), which Python's re refuses
+        ("/re2/abc1", "GET", {}, "v1"),
+        ("/score?pv=canary", "GET", {}, "v2"),  # queryParams prefix
+        ("/score?pv=stable", "GET", {}, "v1"),
+        ("/score", "GET", {"x-extra": "1"}, "v2"),  # a later VirtualService's header route
         ("/score", "GET", {}, "v1"),  # no match: the weighted route (100/0)
     ],
 )
@@ -525,17 +550,58 @@ def test_fault_delay(mesh: Mesh) -> None:
     assert mesh.envoy.stat("http.gateway.fault.delays_injected") == before + 1
 
 
+def test_fault_without_percentage_injects_nothing(mesh: Mesh) -> None:
+    """route.go ``TranslateFault``; istio/api virtual_service.proto: "If not specified, no
+    request will be aborted" / "delayed"."""
+    delays = mesh.envoy.stat("http.gateway.fault.delays_injected")
+    aborts = mesh.envoy.stat("http.gateway.fault.aborts_injected")
+    for path in ("/nopct/abort", "/nopct/delay"):
+        for _ in range(3):
+            reply = mesh.request(path)
+            assert (reply.status, reply.version) == (200, "v1"), reply
+    assert mesh.envoy.stat("http.gateway.fault.delays_injected") == delays
+    assert mesh.envoy.stat("http.gateway.fault.aborts_injected") == aborts
+
+
+def test_weights_split_by_weight_over_sum(mesh: Mesh) -> None:
+    """Weights 1 and 3 (not summing to 100): istio/api virtual_service.proto, weight/sum."""
+    mesh.serve(1, 3)
+    n = 400
+    counts = mesh.versions(n)
+    assert set(counts) <= {"v1", "v2"}
+    assert binomtest(counts["v2"], n, 0.75).pvalue > 0.001, counts
+
+
+def test_gateway_server_hosts_are_honoured(mesh: Mesh) -> None:
+    """gateway.go: only hosts a Gateway server lists are served; any other Host gets the 404 of
+    an Istio ingress gateway with no virtual host for it. Ports do not matter."""
+    docs = objects(100, 0)
+    gw = fixtures.of_kind(docs, "Gateway")
+    gw["spec"]["servers"][0]["hosts"] = ["scoring.example.com"]
+    mesh.push(docs)
+    try:
+        ok = mesh.request("/score", headers={"host": "scoring.example.com"})
+        assert (ok.status, ok.version) == (200, "v1")
+        ported = mesh.request("/score", headers={"host": "scoring.example.com:8080"})
+        assert ported.status == 200
+        assert mesh.request("/score", headers={"host": "other.example.com"}).status == 404
+        assert mesh.request("/score").status == 404  # Host 127.0.0.1:port
+    finally:
+        mesh.serve(100, 0)
+
+
 def test_timeout(mesh: Mesh) -> None:
     reply = mesh.request("/slow")
     assert reply.status == 504
     assert "upstream request timeout" in reply.body.get("text", "")
 
 
-def test_default_retries_retry_a_503(mesh: Mesh) -> None:
+def test_default_retries_do_not_retry_a_503(mesh: Mesh) -> None:
+    """retry.go ``DefaultPolicy`` (Istio >= 1.24): no retriable status codes, so a canary's 503
+    reaches the client and the analysis."""
     tag = uuid.uuid4().hex
-    reply = mesh.request(f"/flaky-503/{tag}")
-    assert (reply.status, reply.version) == (200, "v1")
-    assert len(mesh.upstreams["v1"].count(f"/flaky-503/{tag}")) == 2
+    assert mesh.request(f"/flaky-503/{tag}").status == 503
+    assert len(mesh.upstreams["v1"].count(f"/flaky-503/{tag}")) == 1
 
 
 def test_retries_off_show_the_503(mesh: Mesh) -> None:
