@@ -16,13 +16,13 @@ import yaml
 
 from workbook import chart
 from workbook.envoy import Endpoint
+from workbook.istio import KINDS as ISTIO_KINDS
 
 NAMESPACE = "canary-demo"
 RELEASE = "scoring"
 HOST = f"scoring.{NAMESPACE}.svc.cluster.local"
 #: The container port azmlinfsrv listens on (the chart's ``service.targetPort``).
 TARGET_PORT = 5001
-ISTIO_KINDS = ("Gateway", "VirtualService", "DestinationRule")
 
 
 @functools.lru_cache(maxsize=32)

@@ -611,6 +611,55 @@ def test_match_details_follow_istiod() -> None:
     }  # fmt: skip
 
 
+def test_rewrite() -> None:
+    """route.go ``applyHTTPRouteDestination``: uri → prefix_rewrite, uriRegexRewrite →
+    regex_rewrite, authority → host_rewrite_literal (over a Host header set)."""
+    (plain,) = routes_of(
+        vs_with(
+            {
+                "name": "r",
+                "route": [to("stable")],
+                "rewrite": {"uri": "/v2/", "authority": "b.example.com"},
+            }
+        )
+    )
+    assert plain["route"]["prefix_rewrite"] == "/v2/"
+    assert plain["route"]["host_rewrite_literal"] == "b.example.com"
+    regex = {"uriRegexRewrite": {"match": "^/a/(.*)", "rewrite": "/b/\\1"}}
+    (route,) = routes_of(vs_with({"name": "r", "route": [to("stable")], "rewrite": regex}))
+    assert route["route"]["regex_rewrite"] == {
+        "pattern": {"regex": "^/a/(.*)"}, "substitution": "/b/\\1"
+    }  # fmt: skip
+
+
+def test_direct_response() -> None:
+    """route.go ``ApplyDirectResponse``: status and inline body, no upstream."""
+    http = {"name": "r", "directResponse": {"status": 418, "body": {"string": "teapot"}}}
+    (route,) = routes_of(vs_with(http))
+    assert "route" not in route
+    assert route["direct_response"] == {"status": 418, "body": {"inline_string": "teapot"}}
+
+
+def test_without_headers_authority_and_scheme() -> None:
+    """route.go ``TranslateRouteMatch``: withoutHeaders invert (treating a missing header as
+    empty unless it is a presence match), then :method, :authority and :scheme."""
+    block = {
+        "withoutHeaders": {"x-b": {"exact": "1"}, "x-a": {}},
+        "headers": {"x-c": {"exact": "2"}},
+        "authority": {"prefix": "scoring."},
+        "scheme": {"exact": "http"},
+    }
+    (route,) = routes_of(vs_with({"name": "r", "match": [block], "route": [to("canary")]}))
+    assert route["match"]["headers"] == [
+        {"name": "x-a", "invert_match": True, "present_match": True},
+        {"name": "x-b", "invert_match": True, "string_match": {"exact": "1"},
+         "treat_missing_header_as_empty": True},
+        {"name": "x-c", "string_match": {"exact": "2"}},
+        {"name": ":authority", "string_match": {"prefix": "scoring."}},
+        {"name": ":scheme", "string_match": {"exact": "http"}},
+    ]  # fmt: skip
+
+
 def test_host_header_is_an_authority_rewrite() -> None:
     """route.go ``TranslateHeadersOperations``: Host in request set/add rewrites the authority
     (set wins) and is not added as a header."""

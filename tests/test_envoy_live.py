@@ -323,6 +323,13 @@ def objects(stable: int, canary: int) -> list[dict[str, Any]]:
               fault={"delay": {"fixedDelay": "2s"}}),
         route("re2", uri("regex", "/re2/\\p{L}+"), dest="canary"),
         route("query-prefix", {"queryParams": {"pv": {"prefix": "can"}}}),
+        route("rewrite", uri("prefix", "/old/"), dest="stable",
+              rewrite={"uri": "/new/", "authority": "rewritten.example.com"}),
+        {"name": "direct", "match": [uri("exact", "/direct")],
+         "directResponse": {"status": 418, "body": {"string": "short and stout"}}},
+        route("without", {**uri("prefix", "/without"),
+                          "withoutHeaders": {"x-beta": {"exact": "1"}}}),
+        route("authority", {**uri("prefix", "/auth"), "authority": {"prefix": "canary."}}),
         route("timeout", uri("prefix", "/slow"), dest="stable", timeout="200ms",
               retries={"attempts": 0}),
         route("retry-default", uri("prefix", "/flaky-503"), dest="stable"),
@@ -471,6 +478,11 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         ("/score?pv=canary", "GET", {}, "v2"),  # queryParams prefix
         ("/score?pv=stable", "GET", {}, "v1"),
         ("/score", "GET", {"x-extra": "1"}, "v2"),  # a later VirtualService's header route
+        ("/without", "GET", {}, "v2"),  # withoutHeaders: the header is absent
+        ("/without", "GET", {"x-beta": "2"}, "v2"),
+        ("/without", "GET", {"x-beta": "1"}, "v1"),
+        ("/auth", "GET", {"host": "canary.example.com"}, "v2"),  # match.authority
+        ("/auth", "GET", {"host": "stable.example.com"}, "v1"),
         ("/score", "GET", {}, "v1"),  # no match: the weighted route (100/0)
     ],
 )
@@ -588,6 +600,23 @@ def test_gateway_server_hosts_are_honoured(mesh: Mesh) -> None:
         assert mesh.request("/score").status == 404  # Host 127.0.0.1:port
     finally:
         mesh.serve(100, 0)
+
+
+def test_rewrite(mesh: Mesh) -> None:
+    """route.go ``applyHTTPRouteDestination``: prefix and authority rewritten upstream."""
+    tag = uuid.uuid4().hex
+    reply = mesh.request(f"/old/{tag}")
+    assert (reply.status, reply.version) == (200, "v1")
+    assert reply.body["path"] == f"/new/{tag}"
+    assert reply.seen("host") == ["rewritten.example.com"]
+
+
+def test_direct_response(mesh: Mesh) -> None:
+    """route.go ``ApplyDirectResponse``: the gateway answers, no upstream sees the request."""
+    seen = sum(len(u.count("/direct")) for u in mesh.upstreams.values())
+    reply = mesh.request("/direct")
+    assert (reply.status, reply.body.get("text")) == (418, "short and stout")
+    assert sum(len(u.count("/direct")) for u in mesh.upstreams.values()) == seen
 
 
 def test_timeout(mesh: Mesh) -> None:

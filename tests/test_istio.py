@@ -115,8 +115,6 @@ BAD: list[tuple[str, Mutation, str, str, str, bool]] = [
     ("weight-string", _set(dest(2, 0), "weight", "90"), VS, "spec.http[2].route[0].weight",
      "got '90'", False),
     ("cors", _set(lambda o: http(o, 2), "corsPolicy", {}), VS, "spec.http[2].corsPolicy", "", True),
-    ("rewrite", _set(lambda o: http(o, 0), "rewrite", {"uri": "/"}), VS, "spec.http[0].rewrite",
-     "", True),
     ("redirect", _set(lambda o: http(o, 0), "redirect", {}), VS, "spec.http[0].redirect", "", True),
     ("delegate", _set(lambda o: http(o, 0), "delegate", {}), VS, "spec.http[0].delegate", "", True),
     ("mirrors", _set(lambda o: http(o, 0), "mirrors", []), VS, "spec.http[0].mirrors", "", True),
@@ -125,8 +123,6 @@ BAD: list[tuple[str, Mutation, str, str, str, bool]] = [
     ("export-to", _set(spec("VirtualService"), "exportTo", ["."]), VS, "spec.exportTo", "", True),
     ("source-labels", _set(match0, "sourceLabels", {"a": "b"}), VS,
      "spec.http[0].match[0].sourceLabels", "", True),
-    ("without-headers", _set(match0, "withoutHeaders", {}), VS,
-     "spec.http[0].match[0].withoutHeaders", "", True),
     ("destination-headers", _set(dest(2, 0), "headers", {}), VS, "spec.http[2].route[0].headers",
      "", True),
     ("abort-grpc", _set(lambda o: http(o, 0), "fault", {"abort": {"grpcStatus": "UNAVAILABLE"}}),
@@ -208,6 +204,26 @@ BAD: list[tuple[str, Mutation, str, str, str, bool]] = [
     ("authority-twice", _set(lambda o: http(o, 0), "headers",
      {"request": {"set": {"host": "a"}, "add": {":authority": "b"}}}), VS,
      "spec.http[0].headers.request.add.:authority", "authority header cannot be set", False),
+    ("direct-response-and-route", _set(lambda o: http(o, 0), "directResponse", {"status": 503}),
+     VS, "spec.http[0].route", "cannot contain both route and directResponse", False),
+    ("direct-response-status", lambda o: (http(o, 0).pop("route"), http(o, 0).__setitem__(
+        "directResponse", {"status": 99})), VS, "spec.http[0].directResponse.status",
+     "must be 200..599, got 99", False),
+    ("direct-response-bytes", lambda o: (http(o, 0).pop("route"), http(o, 0).__setitem__(
+        "directResponse", {"status": 200, "body": {"bytes": "not base64!"}})), VS,
+     "spec.http[0].directResponse.body.bytes", "must be base64", False),
+    ("rewrite-empty", _set(lambda o: http(o, 0), "rewrite", {}), VS, "spec.http[0].rewrite",
+     "at least one of uri, uriRegexRewrite or authority", False),
+    ("rewrite-both", _set(lambda o: http(o, 0), "rewrite",
+     {"uri": "/a", "uriRegexRewrite": {"match": "a", "rewrite": "b"}}), VS,
+     "spec.http[0].rewrite", "only contain one of uri or uriRegexRewrite", False),
+    ("rewrite-authority-twice", lambda o: http(o, 0).update(rewrite={"authority": "a"},
+     headers={"request": {"set": {"host": "b"}}}), VS, "spec.http[0].headers.request",
+     "authority header cannot be set multiple times", False),
+    ("match-authority-empty-prefix", _set(match0, "authority", {"prefix": ""}), VS,
+     "spec.http[0].match[0].authority.prefix", "must not be empty", False),
+    ("dr-tls-simple", _set(lambda o: spec("DestinationRule")(o)["trafficPolicy"], "tls",
+     {"mode": "SIMPLE"}), DR, "spec.trafficPolicy.tls.mode", "", True),
     ("gw-port-name", lambda o: spec("Gateway")(o)["servers"][0]["port"].pop("name"), GW,
      "spec.servers[0].port.name", "is required", False),
     ("gw-port-names-unique", lambda o: spec("Gateway")(o)["servers"].append(
@@ -471,6 +487,12 @@ def test_unreachable_route_is_a_warning() -> None:
 
 # ---- what istiod accepts, the local gateway accepts ----------------------------------------------
 
+
+def direct_response(route: dict[str, Any]) -> None:
+    del route["route"]
+    route["directResponse"] = {"status": 503, "body": {"string": "down"}}
+
+
 # (id, mutation, cited source in istio/istio 1.27 or istio/api)
 ACCEPTED: list[tuple[str, Mutation, str]] = [
     ("weights-not-100", lambda o: (_set(dest(2, 0), "weight", 150)(o), _set(dest(2, 1), "weight",
@@ -500,6 +522,19 @@ ACCEPTED: list[tuple[str, Mutation, str]] = [
      "validation.go validateHTTPRetry"),
     ("set-host", _set(lambda o: http(o, 0), "headers", {"request": {"set": {"Host": "a.b"}}}),
      "route.go TranslateHeadersOperations (authority rewrite)"),
+    ("rewrite-uri", _set(lambda o: http(o, 0), "rewrite", {"uri": "/v2"}),
+     "validation.go validateHTTPRewrite; route.go applyHTTPRouteDestination"),
+    ("rewrite-regex", _set(lambda o: http(o, 0), "rewrite",
+     {"uriRegexRewrite": {"match": "^/a/(.*)", "rewrite": "/b/\\1"}}),
+     "validation.go validateURIRegexRewrite"),
+    ("without-headers", _set(match0, "withoutHeaders", {"x-beta": {"exact": "1"}}),
+     "route.go TranslateRouteMatch (invert_match)"),
+    ("match-authority", _set(match0, "authority", {"prefix": "scoring."}),
+     "virtualservice.go validateHTTPRouteMatchRequest"),
+    ("direct-response", lambda o: direct_response(http(o, 0)),
+     "validation.go validateHTTPDirectResponse; route.go ApplyDirectResponse"),
+    ("dr-tls-istio-mutual", _set(lambda o: spec("DestinationRule")(o)["trafficPolicy"], "tls",
+     {"mode": "ISTIO_MUTUAL"}), "no sidecars locally: plain HTTP to the pods"),
     ("mirror-zero", lambda o: http(o, 2).update(mirror={"host": "scoring", "subset": "canary"},
      mirrorPercentage={"value": 0}), "route.go MirrorPercent"),
 ]  # fmt: skip

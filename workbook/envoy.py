@@ -40,6 +40,8 @@ MAX_THRESHOLD = 4294967295
 # no retriable status code, so an upstream 503 is not retried.
 DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
 DEFAULT_NUM_RETRIES = 2
+# route.go ``DefaultMaxDirectResponseBodySizeBytes``: 1MB, the limit istiod validates.
+MAX_DIRECT_RESPONSE_BYTES = 1024 * 1024
 PREVIOUS_HOSTS = {
     "name": "envoy.retry_host_predicates.previous_hosts",
     "typed_config": {
@@ -89,6 +91,7 @@ def empty_routes() -> dict[str, Any]:
         "@type": ROUTE_TYPE,
         "name": ROUTE_NAME,
         "ignore_port_in_host_matching": True,
+        "max_direct_response_body_size_bytes": MAX_DIRECT_RESPONSE_BYTES,
         "virtual_hosts": [],
     }
 
@@ -279,8 +282,18 @@ def _route_match(block: Mapping[str, Any]) -> dict[str, Any]:
             headers.append({"name": name, "present_match": True})
         else:
             headers.append({"name": name, "string_match": _string_match(sm)})
-    if block.get("method"):
-        headers.append({"name": ":method", "string_match": _string_match(block["method"])})
+    for name, sm in sorted((block.get("withoutHeaders") or {}).items()):
+        inverted: dict[str, Any] = {"name": name, "invert_match": True}
+        if _is_presence(sm):
+            inverted["present_match"] = True
+        else:
+            inverted["string_match"] = _string_match(sm)
+            inverted["treat_missing_header_as_empty"] = True
+        headers.append(inverted)
+    headers.sort(key=lambda h: str(h["name"]))
+    for key, header in (("method", ":method"), ("authority", ":authority"), ("scheme", ":scheme")):
+        if block.get(key):
+            headers.append({"name": header, "string_match": _string_match(block[key])})
     if headers:
         out["headers"] = headers
     params = []
@@ -405,8 +418,10 @@ def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[d
     for i, http in enumerate(vs["spec"]["http"]):
         path = f"spec.http[{i}]"
         action: dict[str, Any] = {}
-        dests = http["route"]
-        if len(dests) == 1:
+        dests = http.get("route") or []
+        if "directResponse" in http:
+            pass
+        elif len(dests) == 1:
             action["cluster"] = resolve(
                 where, f"{path}.route[0].destination", dests[0]["destination"], ns
             )
@@ -440,6 +455,15 @@ def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[d
         for side in ("request", "response"):
             found = _header_ops((http.get("headers") or {}).get(side) or {}, side, extra)
             authority = authority or (found if side == "request" else "")
+        rewrite = http.get("rewrite") or {}
+        if rewrite.get("uri"):
+            action["prefix_rewrite"] = rewrite["uri"]
+        elif "uriRegexRewrite" in rewrite:
+            action["regex_rewrite"] = {
+                "pattern": {"regex": rewrite["uriRegexRewrite"]["match"]},
+                "substitution": rewrite["uriRegexRewrite"]["rewrite"],
+            }
+        authority = rewrite.get("authority") or authority
         if authority:
             action["host_rewrite_literal"] = authority
         label = istio.route_label(i, http)
@@ -453,7 +477,7 @@ def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[d
             route = {
                 "name": name,
                 "match": _route_match(block),
-                "route": action,
+                **_action(http, action),
                 **extra,
                 "metadata": {"filter_metadata": {"istio": {"config": config}}},
             }
@@ -461,6 +485,20 @@ def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[d
             if is_catch_all(route["match"]):
                 return out
     return out
+
+
+def _action(http: Mapping[str, Any], route: dict[str, Any]) -> dict[str, Any]:
+    """The route's action: a direct response (route.go ``ApplyDirectResponse``), else ``route``."""
+    direct = http.get("directResponse")
+    if direct is None:
+        return {"route": route}
+    out: dict[str, Any] = {"status": direct["status"]}
+    body = direct.get("body") or {}
+    if "string" in body:
+        out["body"] = {"inline_string": body["string"]}
+    elif "bytes" in body:
+        out["body"] = {"inline_bytes": body["bytes"]}
+    return {"direct_response": out}
 
 
 def _creation_order(vs: Mapping[str, Any], namespace: str) -> tuple[str, str, str]:

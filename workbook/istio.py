@@ -11,6 +11,7 @@ must be 0..100, got 150``.
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -466,16 +467,25 @@ class _Check:
     def match(self, value: Any, path: str) -> None:
         # An empty block is valid: it matches every request (route.go ``TranslateRouteMatch``).
         m = self.fields(
-            value, path, ["name", "uri", "headers", "queryParams", "method", "ignoreUriCase"]
-        )
+            value,
+            path,
+            ["name", "uri", "headers", "withoutHeaders", "queryParams", "method", "authority",
+             "scheme", "ignoreUriCase"],
+        )  # fmt: skip
         if "name" in m:
             self.string(m["name"], _join(path, "name"))
         if "ignoreUriCase" in m and not isinstance(m["ignoreUriCase"], bool):
             self.fail(_join(path, "ignoreUriCase"), "must be true or false")
         if "uri" in m:
             self.string_match(m["uri"], _join(path, "uri"), presence=False, empty_prefix=True)
-        if "method" in m:
-            self.string_match(m["method"], _join(path, "method"), presence=False)
+        for key in ("method", "authority", "scheme"):
+            if key in m:
+                self.string_match(m[key], _join(path, key), presence=False)
+        if "withoutHeaders" in m:
+            wpath = _join(path, "withoutHeaders")
+            for name, sm in self.mapping(m["withoutHeaders"], wpath).items():
+                self.header_name(name, wpath)
+                self.string_match(sm, _join(wpath, name), presence=True)
         if "headers" in m:
             hpath = _join(path, "headers")
             for name, sm in self.mapping(m["headers"], hpath).items():
@@ -524,8 +534,8 @@ class _Check:
 
     def http_route(self, route: Any, path: str) -> None:
         allowed = [
-            "name", "match", "route", "mirror", "mirrorPercentage",
-            "fault", "timeout", "retries", "headers",
+            "name", "match", "route", "mirror", "mirrorPercentage", "fault", "timeout",
+            "retries", "headers", "rewrite", "directResponse",
         ]  # fmt: skip
         m = self.fields(route, path, allowed)
         if "name" in m:
@@ -533,9 +543,29 @@ class _Check:
         if "match" in m:
             for j, block in enumerate(self.sequence(m["match"], _join(path, "match"))):
                 self.match(block, f"{path}.match[{j}]")
-        if m.get("route") is None:
-            self.fail(_join(path, "route"), "is required")
-        dests = self.sequence(m["route"], _join(path, "route"), non_empty=True)
+        if "directResponse" in m:
+            # virtualservice.go ``validateHTTPRouteConflict``
+            for other in ("route", "fault", "rewrite"):
+                if other in m:
+                    self.fail(
+                        _join(path, other),
+                        f"HTTP route cannot contain both {other} and directResponse",
+                    )
+            self.direct_response(m["directResponse"], _join(path, "directResponse"))
+        elif m.get("route") is None:
+            self.fail(_join(path, "route"), "is required (HTTP route or directResponse)")
+        if "rewrite" in m:
+            self.rewrite(m["rewrite"], _join(path, "rewrite"))
+            if (m["rewrite"] or {}).get("authority") and any(
+                k.lower() in ("host", ":authority")
+                for verb in ("set", "add")
+                for k in (((m.get("headers") or {}).get("request") or {}).get(verb) or {})
+            ):
+                # virtualservice.go ``validateAuthorityRewrite``
+                self.fail(
+                    _join(path, "headers.request"), "authority header cannot be set multiple times"
+                )
+        dests = self.sequence(m.get("route", []), _join(path, "route"), non_empty="route" in m)
         for k, dest in enumerate(dests):
             dpath = f"{path}.route[{k}]"
             d = self.fields(dest, dpath, ["destination", "weight"], ["destination"])
@@ -560,6 +590,50 @@ class _Check:
             self.retries(m["retries"], _join(path, "retries"))
         if "headers" in m:
             self.header_ops(m["headers"], _join(path, "headers"))
+
+    def direct_response(self, value: Any, path: str) -> None:
+        """validation.go ``validateHTTPDirectResponse``: a status 200..599, a body below 1MB."""
+        m = self.fields(value, path, ["status", "body"], ["status"])
+        self.integer(m["status"], _join(path, "status"), 200, 599)
+        if "body" in m:
+            bpath = _join(path, "body")
+            b = self.fields(m["body"], bpath, ["string", "bytes"])
+            if len(b) != 1:
+                self.fail(bpath, "must set one of string or bytes")
+            ((kind, text),) = b.items()
+            self.string(text, _join(bpath, kind), non_empty=False)
+            size = len(text.encode())
+            if kind == "bytes":
+                try:
+                    size = len(base64.b64decode(text, validate=True))
+                except ValueError:
+                    self.fail(_join(bpath, kind), "must be base64")
+            if size > 1024 * 1024:
+                self.fail(bpath, "must be less than 1MB")
+            if size > 100 * 1024:
+                self.warn(bpath, "large direct_responses may impact control plane performance")
+
+    def rewrite(self, value: Any, path: str) -> None:
+        """validation.go ``validateHTTPRewrite``: uri or uriRegexRewrite (not both), or an
+        authority; a regex rewrite needs both match (RE2) and rewrite."""
+        m = self.fields(value, path, ["uri", "authority", "uriRegexRewrite"])
+        for key in ("uri", "authority"):
+            if key in m:
+                self.string(m[key], _join(path, key), non_empty=False)
+        if m.get("uri") and "uriRegexRewrite" in m:
+            self.fail(path, "rewrite may only contain one of uri or uriRegexRewrite")
+        if not m.get("uri") and "uriRegexRewrite" not in m and not m.get("authority"):
+            self.fail(
+                path, "rewrite must specify at least one of uri, uriRegexRewrite or authority"
+            )
+        if "uriRegexRewrite" in m:
+            rpath = _join(path, "uriRegexRewrite")
+            r = self.fields(m["uriRegexRewrite"], rpath, ["match", "rewrite"])
+            if not r.get("match") or not r.get("rewrite"):
+                self.fail(rpath, "requires both rewrite and match")
+            self.string(r["match"], _join(rpath, "match"))
+            self.string(r["rewrite"], _join(rpath, "rewrite"))
+            self.regex(r["match"], _join(rpath, "match"))
 
     def fault(self, value: Any, path: str) -> None:
         """validation.go ``validateHTTPFaultInjection``: abort and/or delay, percentages 0 or
@@ -729,7 +803,15 @@ class _Check:
             self.section(self.subset, subset, f"spec.subsets[{k}]", seen, k)
 
     def traffic_policy(self, value: Any, path: str) -> None:
-        tp = self.fields(value, path, ["loadBalancer"])
+        tp = self.fields(value, path, ["loadBalancer", "tls"])
+        if "tls" in tp:
+            # Without sidecars there is no mesh TLS to originate: ISTIO_MUTUAL and DISABLE are
+            # taken and mean plain HTTP to the pods; other modes need certificates we lack.
+            t = self.fields(tp["tls"], f"{path}.tls", ["mode"])
+            if t.get("mode", "DISABLE") not in ("ISTIO_MUTUAL", "DISABLE"):
+                self.found.append(
+                    Problem(self.obj, f"{path}.tls.mode", UNSUPPORTED, unsupported=True)
+                )
         if "loadBalancer" in tp:
             lb = self.fields(tp["loadBalancer"], f"{path}.loadBalancer", ["simple"], ["simple"])
             if lb["simple"] not in LB_POLICIES:
@@ -850,7 +932,7 @@ def _reference_problems(objects: list[Obj], known: list[Obj], namespace: str) ->
         for i, route in enumerate(vs["spec"]["http"]):
             targets = [
                 (f"spec.http[{i}].route[{k}].destination", d["destination"])
-                for k, d in enumerate(route["route"])
+                for k, d in enumerate(route.get("route") or [])
             ]
             if "mirror" in route:
                 targets.append((f"spec.http[{i}].mirror", route["mirror"]))

@@ -7,7 +7,7 @@ fields silently; then by ``istio.problems``, the one Istio validation the local 
 (every subset a route names exists, weights, durations, ...), with the same wording.
 
 Messages name the object and the field:
-``VirtualService canary-demo/scoring: spec.http[2].route[1].weight must be 0..100, got 150``.
+``VirtualService canary-demo/scoring: spec.http[2].route[1].weight must not be negative, got -5``.
 """
 
 from __future__ import annotations
