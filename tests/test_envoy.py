@@ -188,12 +188,68 @@ def test_cluster_defaults_follow_istio() -> None:
     assert c["circuit_breakers"]["thresholds"][0]["max_retries"] == 4294967295
 
 
-@pytest.mark.parametrize("policy", ["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"])
-def test_cluster_lb_policy_from_destination_rule(policy: str) -> None:
+@pytest.mark.parametrize(
+    ("policy", "lb_policy"),
+    [("ROUND_ROBIN", "ROUND_ROBIN"), ("LEAST_REQUEST", "LEAST_REQUEST"), ("RANDOM", "RANDOM"),
+     ("LEAST_CONN", "LEAST_REQUEST"), ("UNSPECIFIED", "LEAST_REQUEST")],
+)  # fmt: skip
+def test_cluster_lb_policy_from_destination_rule(policy: str, lb_policy: str) -> None:
+    """cluster_traffic_policy.go ``applyLoadBalancer``."""
     docs = chart_objects()
     kind(docs, "DestinationRule")["spec"]["trafficPolicy"] = {"loadBalancer": {"simple": policy}}
     config = envoy.translate(docs, ENDPOINTS, namespace=NS)
-    assert {c["lb_policy"] for c in config.clusters} == {policy}
+    assert {c["lb_policy"] for c in config.clusters} == {lb_policy}
+
+
+@pytest.mark.parametrize(
+    ("hash_lb", "cluster", "route_hash"),
+    [
+        ({"httpHeaderName": "x-user"},
+         {"lb_policy": "RING_HASH", "ring_hash_lb_config": {"minimum_ring_size": 1024}},
+         {"header": {"header_name": "x-user"}}),
+        ({"httpCookie": {"name": "u", "ttl": "1h", "path": "/"},
+          "ringHash": {"minimumRingSize": 64}},
+         {"lb_policy": "RING_HASH", "ring_hash_lb_config": {"minimum_ring_size": 64}},
+         {"cookie": {"name": "u", "ttl": "3600s", "path": "/"}}),
+        ({"useSourceIp": True, "maglev": {"tableSize": 65537}},
+         {"lb_policy": "MAGLEV", "maglev_lb_config": {"table_size": 65537}},
+         {"connection_properties": {"source_ip": True}}),
+        ({"httpQueryParameterName": "user"},
+         {"lb_policy": "RING_HASH", "ring_hash_lb_config": {"minimum_ring_size": 1024}},
+         {"query_parameter": {"name": "user"}}),
+    ],
+)  # fmt: skip
+def test_consistent_hash(
+    hash_lb: dict[str, Any], cluster: dict[str, Any], route_hash: dict[str, Any]
+) -> None:
+    """cluster_traffic_policy.go ``ApplyRingHashLoadBalancer`` for the clusters; route.go
+    ``consistentHashToHashPolicy`` for the routes; a route to one hashed destination retries
+    without the previous-hosts predicate (retry.go ``DefaultConsistentHashPolicy``)."""
+    docs = chart_objects(10)
+    kind(docs, "DestinationRule")["spec"]["trafficPolicy"] = {
+        "loadBalancer": {"consistentHash": hash_lb}
+    }
+    config = envoy.translate(docs, ENDPOINTS, namespace=NS)
+    for c in config.clusters:
+        assert {k: c[k] for k in cluster} == cluster
+    (vhost,) = config.routes["virtual_hosts"]
+    pin, _, weighted = vhost["routes"]
+    assert pin["route"]["hash_policy"] == [route_hash]
+    assert "retry_host_predicate" not in pin["route"]["retry_policy"]
+    assert weighted["route"]["hash_policy"] == [route_hash, route_hash]  # one per destination
+    assert "retry_host_predicate" in weighted["route"]["retry_policy"]
+
+
+def test_subset_traffic_policy_overrides_the_rule() -> None:
+    """A subset's own loadBalancer replaces the rule's (istiod ``MergeTrafficPolicy``)."""
+    docs = chart_objects(10)
+    dr = kind(docs, "DestinationRule")["spec"]
+    dr["trafficPolicy"] = {"loadBalancer": {"simple": "RANDOM"}}
+    dr["subsets"][1]["trafficPolicy"] = {"loadBalancer": {"consistentHash": {"useSourceIp": True}}}
+    lbs = {
+        c["name"]: c["lb_policy"] for c in envoy.translate(docs, ENDPOINTS, namespace=NS).clusters
+    }
+    assert lbs == {BASE: "RANDOM", STABLE: "RANDOM", CANARY: "RING_HASH"}
 
 
 @pytest.mark.parametrize(

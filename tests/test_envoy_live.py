@@ -619,6 +619,28 @@ def test_direct_response(mesh: Mesh) -> None:
     assert sum(len(u.count("/direct")) for u in mesh.upstreams.values()) == seen
 
 
+def test_consistent_hash_keeps_a_user_on_one_pod(mesh: Mesh) -> None:
+    """A DestinationRule ``consistentHash.httpHeaderName``: ring-hash clusters and a header hash
+    on the route (cluster_traffic_policy.go ``ApplyRingHashLoadBalancer``, route.go
+    ``consistentHashToHashPolicy``). Here the stable subset spans all three pods."""
+    docs = objects(100, 0)
+    dr = fixtures.of_kind(docs, "DestinationRule")
+    dr["spec"]["trafficPolicy"] = {"loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}}
+    dr["spec"]["subsets"][0]["labels"] = {"app": "scoring"}
+    mesh.push(docs)
+    try:
+        seen: dict[str, set[str]] = {}
+        for user in range(12):
+            for _ in range(5):
+                reply = mesh.request("/score", headers={"x-user": f"user-{user}"})
+                assert reply.status == 200, reply
+                seen.setdefault(f"user-{user}", set()).add(reply.version)
+        assert all(len(v) == 1 for v in seen.values()), seen
+        assert len(set().union(*seen.values())) > 1, seen  # users spread over the pods
+    finally:
+        mesh.serve(100, 0)
+
+
 def test_timeout(mesh: Mesh) -> None:
     reply = mesh.request("/slow")
     assert reply.status == 504

@@ -184,13 +184,13 @@ def _target_port(
     return ep.ports.get(int(target))
 
 
-def _cluster(name: str, lb_policy: str, endpoints: list[tuple[str, int]]) -> dict[str, Any]:
+def _cluster(name: str, lb: Mapping[str, Any], endpoints: list[tuple[str, int]]) -> dict[str, Any]:
     return {
         "@type": CLUSTER_TYPE,
         "name": name,
         "type": "STATIC",
         "connect_timeout": CONNECT_TIMEOUT,
-        "lb_policy": lb_policy,
+        **lb,
         "circuit_breakers": {
             "thresholds": [
                 {
@@ -233,7 +233,6 @@ def _clusters(
         selector = (svc.obj.get("spec") or {}).get("selector")
         rule = rules.get(svc.fqdn)
         spec = (rule or {}).get("spec") or {}
-        lb = ((spec.get("trafficPolicy") or {}).get("loadBalancer") or {}).get("simple")
         subsets = [("", {})] + [
             (s["name"], s.get("labels") or {}) for s in spec.get("subsets") or []
         ]
@@ -246,8 +245,58 @@ def _clusters(
                         if local is not None:
                             members.append((ep.address, local))
                 name = cluster_name(svc.fqdn, int(port["port"]), subset)
-                out.append(_cluster(name, lb or DEFAULT_LB_POLICY, members))
+                out.append(_cluster(name, load_balancer(rule, subset), members))
     return out
+
+
+def load_balancer(rule: Mapping[str, Any] | None, subset: str = "") -> dict[str, Any]:
+    """The DestinationRule's loadBalancer for a subset (the subset's own trafficPolicy replaces
+    the top-level one field by field, as istiod's ``MergeTrafficPolicy``), as cluster fields:
+    cluster_traffic_policy.go ``applyLoadBalancer`` and ``ApplyRingHashLoadBalancer``."""
+    lb = _policy(rule, subset).get("loadBalancer") or {}
+    ch = lb.get("consistentHash")
+    if ch is None:
+        simple = {"ROUND_ROBIN": "ROUND_ROBIN", "RANDOM": "RANDOM"}
+        return {"lb_policy": simple.get(lb.get("simple", ""), DEFAULT_LB_POLICY)}
+    if "maglev" in ch:
+        return {
+            "lb_policy": "MAGLEV",
+            "maglev_lb_config": {"table_size": ch["maglev"]["tableSize"]},
+        }
+    size = (ch.get("ringHash") or {}).get("minimumRingSize") or ch.get("minimumRingSize") or 1024
+    return {"lb_policy": "RING_HASH", "ring_hash_lb_config": {"minimum_ring_size": size}}
+
+
+def _policy(rule: Mapping[str, Any] | None, subset: str) -> dict[str, Any]:
+    spec = (rule or {}).get("spec") or {}
+    merged = dict(spec.get("trafficPolicy") or {})
+    for s in spec.get("subsets") or []:
+        if s["name"] == subset and subset:
+            merged.update(s.get("trafficPolicy") or {})
+    return merged
+
+
+def hash_policy(rule: Mapping[str, Any] | None, subset: str) -> dict[str, Any] | None:
+    """route.go ``HashForHTTPDestination`` and ``consistentHashToHashPolicy``: the hash a route
+    to this destination carries (the subset's consistentHash first, then the rule's)."""
+    ch = (_policy(rule, subset).get("loadBalancer") or {}).get("consistentHash")
+    if not ch:
+        return None
+    if "httpHeaderName" in ch:
+        return {"header": {"header_name": ch["httpHeaderName"]}}
+    if "httpCookie" in ch:
+        c = ch["httpCookie"]
+        cookie: dict[str, Any] = {"name": c["name"]}
+        if "ttl" in c:
+            cookie["ttl"] = duration(c["ttl"])
+        if c.get("path"):
+            cookie["path"] = c["path"]
+        return {"cookie": cookie}
+    if ch.get("useSourceIp"):
+        return {"connection_properties": {"source_ip": True}}
+    if "httpQueryParameterName" in ch:
+        return {"query_parameter": {"name": ch["httpQueryParameterName"]}}
+    return None
 
 
 # ---- routes -----------------------------------------------------------------------------------
@@ -316,8 +365,16 @@ def is_catch_all(match: Mapping[str, Any]) -> bool:
 class _Resolver:
     """Maps a VirtualService destination to its Envoy cluster name, or says what is missing."""
 
-    def __init__(self, services: dict[str, _Service]) -> None:
+    def __init__(
+        self, services: dict[str, _Service], rules: Mapping[str, Mapping[str, Any]]
+    ) -> None:
         self.services = services
+        self.rules = rules
+
+    def hash(self, dest: Mapping[str, Any], ns: str) -> dict[str, Any] | None:
+        """The hash policy of the destination's DestinationRule, if it hashes consistently."""
+        rule = self.rules.get(istio.normalize_host(dest["host"], ns))
+        return hash_policy(rule, dest.get("subset") or "")
 
     def __call__(self, where: str, path: str, dest: Mapping[str, Any], ns: str) -> str:
         host = istio.normalize_host(dest["host"], ns)
@@ -341,15 +398,21 @@ class _Resolver:
         return cluster_name(host, port, dest.get("subset") or "")
 
 
-def _retry_policy(retries: Mapping[str, Any] | None) -> dict[str, Any] | None:
+def _retry_policy(
+    retries: Mapping[str, Any] | None, *, consistent_hash: bool = False
+) -> dict[str, Any] | None:
     """retry.go ``ConvertPolicy``: the default policy when unset, none when attempts is 0 (or
-    unset), else the default with attempts, retryOn and perTryTimeout from the route."""
+    unset), else the default with attempts, retryOn and perTryTimeout from the route. A route to
+    one consistently hashed destination retries without the previous-hosts predicate
+    (``DefaultConsistentHashPolicy``)."""
     policy: dict[str, Any] = {
         "retry_on": DEFAULT_RETRY_ON,
         "num_retries": DEFAULT_NUM_RETRIES,
         "retry_host_predicate": [copy.deepcopy(PREVIOUS_HOSTS)],
         "host_selection_retry_max_attempts": 5,
     }
+    if consistent_hash:
+        del policy["retry_host_predicate"]
     if retries is None:
         return policy
     if retries.get("attempts", 0) <= 0:
@@ -433,8 +496,16 @@ def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[d
                 weights[name] = weights.get(name, 0) + int(d.get("weight") or 0)
             kept = [{"name": n, "weight": w} for n, w in weights.items() if w > 0]
             action["weighted_clusters"] = {"clusters": kept}
+        hashes = [resolve.hash(d["destination"], ns) for d in dests]
+        if "directResponse" not in http:
+            kept_hashes = [h for d, h in zip(dests, hashes, strict=True) if h is not None and (
+                len(dests) == 1 or int(d.get("weight") or 0) > 0)]  # fmt: skip
+            if kept_hashes:
+                action["hash_policy"] = kept_hashes
         action["timeout"] = duration(http["timeout"]) if "timeout" in http else "0s"
-        retry = _retry_policy(http.get("retries"))
+        retry = _retry_policy(
+            http.get("retries"), consistent_hash=len(dests) == 1 and hashes[0] is not None
+        )
         if retry is not None:
             action["retry_policy"] = retry
         mirror = http.get("mirror")
@@ -598,7 +669,7 @@ def translate(
     clusters = _clusters(objs, services, rules, endpoints)
     routes = {
         **empty_routes(),
-        "virtual_hosts": _virtual_hosts(objs, _Resolver(services), namespace),
+        "virtual_hosts": _virtual_hosts(objs, _Resolver(services, rules), namespace),
     }
     return EnvoyConfig(clusters=clusters, routes=routes)
 

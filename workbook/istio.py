@@ -33,7 +33,11 @@ KINDS = kinds.GATEWAY_KINDS
 DEFAULT_NAMESPACE = "default"
 CLUSTER_DOMAIN = "svc.cluster.local"
 MESH_GATEWAY = "mesh"
-LB_POLICIES = ("ROUND_ROBIN", "LEAST_REQUEST", "RANDOM")
+#: DestinationRule ``loadBalancer.simple`` values served (LEAST_CONN is the deprecated name of
+#: LEAST_REQUEST; UNSPECIFIED is istiod's default, LEAST_REQUEST).
+LB_POLICIES = ("UNSPECIFIED", "ROUND_ROBIN", "LEAST_REQUEST", "LEAST_CONN", "RANDOM")
+#: ``consistentHash`` hash keys (one of), as istio/api destination_rule.proto names them.
+HASH_KEYS = ("httpHeaderName", "httpCookie", "useSourceIp", "httpQueryParameterName")
 STRING_MATCH_TYPES = ("exact", "prefix", "regex")
 
 # Retry conditions istiod accepts in retryOn (``supportedRetryOnPolicies`` in
@@ -803,7 +807,11 @@ class _Check:
             self.section(self.subset, subset, f"spec.subsets[{k}]", seen, k)
 
     def traffic_policy(self, value: Any, path: str) -> None:
+        """validation.go ``validateTrafficPolicy``: at least one field; the load balancer and
+        TLS are served, the rest is refused as unsupported."""
         tp = self.fields(value, path, ["loadBalancer", "tls"])
+        if isinstance(value, Mapping) and not value:
+            self.fail(path, "traffic policy must have at least one field")
         if "tls" in tp:
             # Without sidecars there is no mesh TLS to originate: ISTIO_MUTUAL and DISABLE are
             # taken and mean plain HTTP to the pods; other modes need certificates we lack.
@@ -813,15 +821,73 @@ class _Check:
                     Problem(self.obj, f"{path}.tls.mode", UNSUPPORTED, unsupported=True)
                 )
         if "loadBalancer" in tp:
-            lb = self.fields(tp["loadBalancer"], f"{path}.loadBalancer", ["simple"], ["simple"])
-            if lb["simple"] not in LB_POLICIES:
-                self.fail(
-                    f"{path}.loadBalancer.simple",
-                    f"must be one of {list(LB_POLICIES)}, got {lb['simple']!r}",
+            self.load_balancer(tp["loadBalancer"], f"{path}.loadBalancer")
+
+    def load_balancer(self, value: Any, path: str) -> None:
+        """validation.go ``validateLoadBalancer``: ``simple`` or ``consistentHash`` (a oneof);
+        a cookie needs a name; maglev needs a prime tableSize below 5000011; the deprecated
+        minimumRingSize warns and excludes ringHash/maglev."""
+        lb = self.fields(value, path, ["simple", "consistentHash"])
+        if len(lb) > 1:
+            self.fail(path, "must set one of simple or consistentHash")
+        if "simple" in lb:
+            if lb["simple"] == "PASSTHROUGH":
+                self.found.append(
+                    Problem(self.obj, f"{path}.simple", UNSUPPORTED, unsupported=True)
                 )
+            elif lb["simple"] not in LB_POLICIES:
+                self.fail(
+                    f"{path}.simple", f"must be one of {list(LB_POLICIES)}, got {lb['simple']!r}"
+                )
+        if "consistentHash" in lb:
+            cpath = f"{path}.consistentHash"
+            ch = self.fields(
+                lb["consistentHash"], cpath, [*HASH_KEYS, "ringHash", "maglev", "minimumRingSize"]
+            )
+            keys = [k for k in HASH_KEYS if k in ch]
+            if len(keys) > 1:
+                self.fail(cpath, f"must set one hash key, got {keys}")
+            for key in ("httpHeaderName", "httpQueryParameterName"):
+                if key in ch:
+                    self.string(ch[key], f"{cpath}.{key}")
+            if "useSourceIp" in ch and not isinstance(ch["useSourceIp"], bool):
+                self.fail(f"{cpath}.useSourceIp", "must be true or false")
+            if "httpCookie" in ch:
+                kpath = f"{cpath}.httpCookie"
+                cookie = self.fields(ch["httpCookie"], kpath, ["name", "path", "ttl"])
+                if not cookie.get("name"):
+                    self.fail(f"{kpath}.name", "name required for HttpCookie")
+                self.string(cookie["name"], f"{kpath}.name")
+                if "path" in cookie:
+                    self.string(cookie["path"], f"{kpath}.path", non_empty=False)
+                if "ttl" in cookie:
+                    self.duration(cookie["ttl"], f"{kpath}.ttl", 0)
+            algorithms = [k for k in ("ringHash", "maglev") if k in ch]
+            if len(algorithms) > 1:
+                self.fail(cpath, "must set one of ringHash or maglev")
+            if "minimumRingSize" in ch:
+                self.integer(ch["minimumRingSize"], f"{cpath}.minimumRingSize", 0, 2**63 - 1)
+                if algorithms:
+                    self.fail(cpath, "only one of minimumRingSize or maglev/ringHash can be set")
+                self.warn(f"{cpath}.minimumRingSize", "is deprecated, use ringHash instead")
+            if "ringHash" in ch:
+                r = self.fields(ch["ringHash"], f"{cpath}.ringHash", ["minimumRingSize"])
+                if "minimumRingSize" in r:
+                    self.integer(
+                        r["minimumRingSize"], f"{cpath}.ringHash.minimumRingSize", 0, 2**63 - 1
+                    )
+            if "maglev" in ch:
+                m = self.fields(ch["maglev"], f"{cpath}.maglev", ["tableSize"])
+                size = self.integer(m.get("tableSize", 0), f"{cpath}.maglev.tableSize", 0, 2**63)
+                if size == 0:
+                    self.fail(f"{cpath}.maglev.tableSize", "tableSize must be set for maglev")
+                if size >= 5000011:
+                    self.fail(f"{cpath}.maglev.tableSize", "must be less than 5000011")
+                if size < 2 or any(size % d == 0 for d in range(2, int(size**0.5) + 1)):
+                    self.fail(f"{cpath}.maglev.tableSize", "must be a prime number for maglev")
 
     def subset(self, subset: Any, path: str, seen: dict[str, int], k: int) -> None:
-        s = self.fields(subset, path, ["name", "labels"], ["name"])
+        s = self.fields(subset, path, ["name", "labels", "trafficPolicy"], ["name"])
         name = self.string(s["name"], f"{path}.name")
         if not _DNS_LABEL.match(name):
             self.fail(f"{path}.name", f"{name!r} is not a DNS label")
@@ -832,6 +898,8 @@ class _Check:
         seen[name] = k
         if "labels" in s:
             self.labels(s["labels"], f"{path}.labels")
+        if "trafficPolicy" in s:
+            self.traffic_policy(s["trafficPolicy"], f"{path}.trafficPolicy")
 
 
 _SPEC_FIELDS: dict[str, tuple[list[str], Callable[[_Check, Mapping[str, Any]], None]]] = {
