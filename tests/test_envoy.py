@@ -716,6 +716,32 @@ def test_without_headers_authority_and_scheme() -> None:
     ]  # fmt: skip
 
 
+def test_destination_headers() -> None:
+    """route.go ``processWeightedDestination``: a weighted destination's header operations go on
+    its cluster entry; ``processDestination``: a lone destination's join the route's."""
+    canary = {
+        **to("canary", 10),
+        "headers": {
+            "request": {"set": {"x-track": "canary"}},
+            "response": {"add": {"x-served-by": "canary"}},
+        },
+    }
+    (route,) = routes_of(vs_with({"name": "r", "route": [to("stable", 90), canary]}))
+    assert route["route"]["weighted_clusters"]["clusters"] == [
+        {"name": STABLE, "weight": 90},
+        {"name": CANARY, "weight": 10,
+         "request_headers_to_add": [{"header": {"key": "x-track", "value": "canary"},
+                                     "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
+         "response_headers_to_add": [{"header": {"key": "x-served-by", "value": "canary"},
+                                      "append_action": "APPEND_IF_EXISTS_OR_ADD"}]},
+    ]  # fmt: skip
+    lone = {**to("canary"), "headers": {"request": {"set": {"x-b": "2", "host": "c.example"}}}}
+    http = {"name": "r", "route": [lone], "headers": {"request": {"set": {"x-a": "1"}}}}
+    (route,) = routes_of(vs_with(http))
+    assert [h["header"]["key"] for h in route["request_headers_to_add"]] == ["x-a", "x-b"]
+    assert route["route"]["host_rewrite_literal"] == "c.example"
+
+
 def test_host_header_is_an_authority_rewrite() -> None:
     """route.go ``TranslateHeadersOperations``: Host in request set/add rewrites the authority
     (set wins) and is not added as a header."""

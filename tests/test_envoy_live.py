@@ -330,6 +330,10 @@ def objects(stable: int, canary: int) -> list[dict[str, Any]]:
         route("without", {**uri("prefix", "/without"),
                           "withoutHeaders": {"x-beta": {"exact": "1"}}}),
         route("authority", {**uri("prefix", "/auth"), "authority": {"prefix": "canary."}}),
+        {"name": "dest-headers", "match": [uri("prefix", "/dest-headers")],
+         "route": [{**to("stable", 1), "headers": {
+             "request": {"set": {"x-track": "stable"}},
+             "response": {"set": {"x-served-by": "stable"}}}}, to("canary", 0)]},
         route("timeout", uri("prefix", "/slow"), dest="stable", timeout="200ms",
               retries={"attempts": 0}),
         route("retry-default", uri("prefix", "/flaky-503"), dest="stable"),
@@ -609,6 +613,14 @@ def test_rewrite(mesh: Mesh) -> None:
     assert (reply.status, reply.version) == (200, "v1")
     assert reply.body["path"] == f"/new/{tag}"
     assert reply.seen("host") == ["rewritten.example.com"]
+
+
+def test_destination_headers(mesh: Mesh) -> None:
+    """route.go ``processWeightedDestination``: header operations of the chosen destination."""
+    reply = mesh.request("/dest-headers")
+    assert (reply.status, reply.version) == (200, "v1")
+    assert reply.seen("x-track") == ["stable"]
+    assert reply.headers.get("x-served-by") == "stable"
 
 
 def test_direct_response(mesh: Mesh) -> None:

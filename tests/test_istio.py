@@ -123,8 +123,6 @@ BAD: list[tuple[str, Mutation, str, str, str, bool]] = [
     ("export-to", _set(spec("VirtualService"), "exportTo", ["."]), VS, "spec.exportTo", "", True),
     ("source-labels", _set(match0, "sourceLabels", {"a": "b"}), VS,
      "spec.http[0].match[0].sourceLabels", "", True),
-    ("destination-headers", _set(dest(2, 0), "headers", {}), VS, "spec.http[2].route[0].headers",
-     "", True),
     ("abort-grpc", _set(lambda o: http(o, 0), "fault", {"abort": {"grpcStatus": "UNAVAILABLE"}}),
      VS, "spec.http[0].fault.abort.grpcStatus", "", True),
     ("retry-localities", _set(lambda o: http(o, 0)["retries"], "retryRemoteLocalities", True), VS,
@@ -246,6 +244,9 @@ BAD: list[tuple[str, Mutation, str, str, str, bool]] = [
      "spec.http[0].match[0].authority.prefix", "must not be empty", False),
     ("dr-tls-simple", _set(lambda o: spec("DestinationRule")(o)["trafficPolicy"], "tls",
      {"mode": "SIMPLE"}), DR, "spec.trafficPolicy.tls.mode", "", True),
+    ("destination-header-pseudo", _set(dest(2, 1), "headers",
+     {"response": {"set": {":status": "200"}}}), VS, "spec.http[2].route[1].headers.response.set",
+     "cannot have a ':' prefix", False),
     ("gw-port-name", lambda o: spec("Gateway")(o)["servers"][0]["port"].pop("name"), GW,
      "spec.servers[0].port.name", "is required", False),
     ("gw-port-names-unique", lambda o: spec("Gateway")(o)["servers"].append(
@@ -565,6 +566,8 @@ ACCEPTED: list[tuple[str, Mutation, str]] = [
     ("subset-hash", lambda o: subsets(o)[1].__setitem__("trafficPolicy", {"loadBalancer": {
      "consistentHash": {"httpHeaderName": "x-user", "maglev": {"tableSize": 65537}}}}),
      "validation.go validateSubset / validateLoadBalancer"),
+    ("destination-headers", _set(dest(2, 1), "headers", {"request": {"set": {"x-canary": "1"}}}),
+     "validation.go validateHTTPRouteDestinations; route.go processWeightedDestination"),
     ("mirror-zero", lambda o: http(o, 2).update(mirror={"host": "scoring", "subset": "canary"},
      mirrorPercentage={"value": 0}), "route.go MirrorPercent"),
 ]  # fmt: skip

@@ -481,6 +481,22 @@ def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[d
     for i, http in enumerate(vs["spec"]["http"]):
         path = f"spec.http[{i}]"
         action: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        authority = ""
+        for side in ("request", "response"):
+            found = _header_ops((http.get("headers") or {}).get(side) or {}, side, extra)
+            authority = authority or (found if side == "request" else "")
+        rewrite = http.get("rewrite") or {}
+        if rewrite.get("uri"):
+            action["prefix_rewrite"] = rewrite["uri"]
+        elif "uriRegexRewrite" in rewrite:
+            action["regex_rewrite"] = {
+                "pattern": {"regex": rewrite["uriRegexRewrite"]["match"]},
+                "substitution": rewrite["uriRegexRewrite"]["rewrite"],
+            }
+        authority = rewrite.get("authority") or authority
+        if authority:
+            action["host_rewrite_literal"] = authority
         dests = http.get("route") or []
         if "directResponse" in http:
             pass
@@ -488,14 +504,21 @@ def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[d
             action["cluster"] = resolve(
                 where, f"{path}.route[0].destination", dests[0]["destination"], ns
             )
+            # route.go processDestination: the destination's header operations join the
+            # route's; its authority applies unless the route rewrites it already.
+            own: dict[str, Any] = {}
+            for side in ("request", "response"):
+                found = _header_ops((dests[0].get("headers") or {}).get(side) or {}, side, own)
+                if side == "request" and found and "host_rewrite_literal" not in action:
+                    action["host_rewrite_literal"] = found
+            for key, values in own.items():
+                extra[key] = [*extra.get(key, []), *values]
         else:
-            # Raw weights: Envoy sends weight/sum to each (route.go applyHTTPRouteDestination).
-            weights: dict[str, int] = {}
-            for k, d in enumerate(dests):
-                name = resolve(where, f"{path}.route[{k}].destination", d["destination"], ns)
-                weights[name] = weights.get(name, 0) + int(d.get("weight") or 0)
-            kept = [{"name": n, "weight": w} for n, w in weights.items() if w > 0]
-            action["weighted_clusters"] = {"clusters": kept}
+            names = [
+                resolve(where, f"{path}.route[{k}].destination", d["destination"], ns)
+                for k, d in enumerate(dests)
+            ]
+            action["weighted_clusters"] = {"clusters": _weighted(dests, names)}
         hashes = [resolve.hash(d["destination"], ns) for d in dests]
         if "directResponse" not in http:
             kept_hashes = [h for d, h in zip(dests, hashes, strict=True) if h is not None and (
@@ -518,25 +541,9 @@ def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[d
                     "runtime_fraction": {"default_value": runtime},
                 }
             ]
-        extra: dict[str, Any] = {}
         fault = _fault(http["fault"]) if "fault" in http else None
         if fault is not None:
             extra["typed_per_filter_config"] = {FAULT_FILTER: fault}
-        authority = ""
-        for side in ("request", "response"):
-            found = _header_ops((http.get("headers") or {}).get(side) or {}, side, extra)
-            authority = authority or (found if side == "request" else "")
-        rewrite = http.get("rewrite") or {}
-        if rewrite.get("uri"):
-            action["prefix_rewrite"] = rewrite["uri"]
-        elif "uriRegexRewrite" in rewrite:
-            action["regex_rewrite"] = {
-                "pattern": {"regex": rewrite["uriRegexRewrite"]["match"]},
-                "substitution": rewrite["uriRegexRewrite"]["rewrite"],
-            }
-        authority = rewrite.get("authority") or authority
-        if authority:
-            action["host_rewrite_literal"] = authority
         label = istio.route_label(i, http)
         blocks = http.get("match") or [{}]
         for j, block in enumerate(blocks):
@@ -555,6 +562,28 @@ def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[d
             out.append(copy.deepcopy(route))  # no shared dicts: YAML dumps stay anchor-free
             if is_catch_all(route["match"]):
                 return out
+    return out
+
+
+def _weighted(dests: list[Mapping[str, Any]], names: list[str]) -> list[dict[str, Any]]:
+    """route.go ``processWeightedDestination``: one entry per destination with a weight above
+    0, raw weights (Envoy sends weight/sum to each), the destination's header operations on its
+    entry. Entries of one cluster without header operations are added up."""
+    out: list[dict[str, Any]] = []
+    for d, name in zip(dests, names, strict=True):
+        weight = int(d.get("weight") or 0)
+        entry: dict[str, Any] = {"name": name, "weight": weight}
+        for side in ("request", "response"):
+            found = _header_ops((d.get("headers") or {}).get(side) or {}, side, entry)
+            if side == "request" and found:
+                entry["host_rewrite_literal"] = found
+        same = [e for e in out if e["name"] == name and len(e) == 2]
+        if weight <= 0:
+            continue
+        if len(entry) == 2 and same:
+            same[0]["weight"] += weight
+        else:
+            out.append(entry)
     return out
 
 

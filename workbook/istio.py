@@ -572,8 +572,10 @@ class _Check:
         dests = self.sequence(m.get("route", []), _join(path, "route"), non_empty="route" in m)
         for k, dest in enumerate(dests):
             dpath = f"{path}.route[{k}]"
-            d = self.fields(dest, dpath, ["destination", "weight"], ["destination"])
+            d = self.fields(dest, dpath, ["destination", "weight", "headers"], ["destination"])
             self.destination(d["destination"], _join(dpath, "destination"))
+            if "headers" in d:
+                self.header_ops(d["headers"], _join(dpath, "headers"))
             if "weight" in d:
                 self.weight(d["weight"], _join(dpath, "weight"))
         if len(dests) > 1 and sum(int(d.get("weight") or 0) for d in dests) == 0:
