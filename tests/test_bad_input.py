@@ -37,9 +37,9 @@ def vs_unknown_subset() -> str:
 
 
 def vs_unsupported() -> str:
-    """The chart's VirtualService with a corsPolicy, which the local gateway does not implement."""
+    """The chart's VirtualService with ``mirrors``, which the local gateway does not implement."""
     vs = _chart_vs()
-    _weighted(vs)["corsPolicy"] = {"allowOrigins": [{"exact": "https://example.com"}]}
+    _weighted(vs)["mirrors"] = [{"destination": {"host": fixtures.HOST, "subset": "canary"}}]
     return _dump(vs)
 
 
@@ -126,7 +126,7 @@ def test_unknown_version_names_the_image(state_args, capsys, unchanged) -> None:
     ("text", "needles"),
     [
         (vs_unknown_subset(), ["VirtualService canary-demo/scoring", "shadow"]),
-        (vs_unsupported(), ["VirtualService canary-demo/scoring", "corsPolicy"]),
+        (vs_unsupported(), ["VirtualService canary-demo/scoring", "mirrors"]),
         (YAML_BROKEN, ["line", "not valid YAML"]),
         (re2_rejects(), ["VirtualService canary-demo/scoring", "uri.regex", "RE2", "escape"]),
         (NO_NAME, ["document 0 (VirtualService)", "metadata.name"]),

@@ -688,6 +688,44 @@ def test_rewrite() -> None:
     }  # fmt: skip
 
 
+@pytest.mark.parametrize(
+    ("redirect", "action"),
+    [
+        ({"uri": "/v2"}, {"path_redirect": "/v2", "response_code": "MOVED_PERMANENTLY"}),
+        ({"authority": "a.example.com", "redirectCode": 307},
+         {"host_redirect": "a.example.com", "response_code": "TEMPORARY_REDIRECT"}),
+        ({"scheme": "https", "port": 443}, {"scheme_redirect": "https",
+                                            "response_code": "MOVED_PERMANENTLY"}),
+        ({"port": 8443, "redirectCode": 308}, {"port_redirect": 8443,
+                                               "response_code": "PERMANENT_REDIRECT"}),
+        ({"derivePort": "FROM_REQUEST_PORT"}, {"response_code": "MOVED_PERMANENTLY"}),  # :80
+    ],
+)  # fmt: skip
+def test_redirect(redirect: dict[str, Any], action: dict[str, Any]) -> None:
+    """route.go ``ApplyRedirect`` (the Gateway server's port stands for the request port)."""
+    (route,) = routes_of(vs_with({"name": "r", "redirect": redirect}))
+    assert "route" not in route
+    assert route["redirect"] == action
+
+
+def test_cors_policy() -> None:
+    """route.go ``TranslateCORSPolicy``; the listener runs the CORS filter before fault."""
+    cors = {"allowOrigins": [{"exact": "https://a.example.com"}], "allowMethods": ["GET", "POST"],
+            "allowHeaders": ["x-a", "x-b"], "maxAge": "24h", "allowCredentials": True,
+            "unmatchedPreflights": "IGNORE"}  # fmt: skip
+    (route,) = routes_of(vs_with({"name": "r", "route": [to("stable")], "corsPolicy": cors}))
+    assert route["typed_per_filter_config"][envoy.CORS_FILTER] == {
+        "@type": envoy.CORS_POLICY_TYPE,
+        "forward_not_matching_preflights": False,
+        "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+        "allow_origin_string_match": [{"exact": "https://a.example.com"}],
+        "allow_methods": "GET,POST",
+        "allow_headers": "x-a,x-b",
+        "max_age": "86400",
+        "allow_credentials": True,
+    }
+
+
 def test_direct_response() -> None:
     """route.go ``ApplyDirectResponse``: status and inline body, no upstream."""
     http = {"name": "r", "directResponse": {"status": 418, "body": {"string": "teapot"}}}
@@ -789,6 +827,7 @@ def test_bootstrap() -> None:
     assert hcm["rds"]["route_config_name"] == "gateway_routes"
     assert hcm["rds"]["config_source"]["path_config_source"]["watched_directory"] == {"path": "/r"}
     assert [f["name"] for f in hcm["http_filters"]] == [
+        "envoy.filters.http.cors",
         "envoy.filters.http.fault",
         "envoy.filters.http.router",
     ]

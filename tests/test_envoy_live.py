@@ -325,6 +325,11 @@ def objects(stable: int, canary: int) -> list[dict[str, Any]]:
         route("query-prefix", {"queryParams": {"pv": {"prefix": "can"}}}),
         route("rewrite", uri("prefix", "/old/"), dest="stable",
               rewrite={"uri": "/new/", "authority": "rewritten.example.com"}),
+        {"name": "moved", "match": [uri("prefix", "/moved")],
+         "redirect": {"uri": "/new-place", "redirectCode": 302}},
+        route("cors", uri("prefix", "/cors"), dest="stable", corsPolicy={
+            "allowOrigins": [{"exact": "https://a.example.com"}], "allowMethods": ["GET", "PUT"],
+            "maxAge": "60s"}),
         {"name": "direct", "match": [uri("exact", "/direct")],
          "directResponse": {"status": 418, "body": {"string": "short and stout"}}},
         route("without", {**uri("prefix", "/without"),
@@ -621,6 +626,31 @@ def test_destination_headers(mesh: Mesh) -> None:
     assert (reply.status, reply.version) == (200, "v1")
     assert reply.seen("x-track") == ["stable"]
     assert reply.headers.get("x-served-by") == "stable"
+
+
+def test_redirect(mesh: Mesh) -> None:
+    """route.go ``ApplyRedirect``: the gateway answers 302 with the new path, same host."""
+    reply = mesh.request("/moved/x")
+    assert reply.status == 302
+    port = mesh.envoy.listener_port
+    assert reply.headers.get("location") == f"http://127.0.0.1:{port}/new-place"
+
+
+def test_cors(mesh: Mesh) -> None:
+    """route.go ``TranslateCORSPolicy`` with the CORS filter: a preflight from an allowed
+    origin is answered by the gateway, another origin gets no CORS headers."""
+    before = len(mesh.upstreams["v1"].count("/cors"))
+    ask = {"origin": "https://a.example.com", "access-control-request-method": "PUT"}
+    preflight = mesh.request("/cors", "OPTIONS", ask)
+    assert preflight.status == 200
+    assert preflight.headers.get("access-control-allow-origin") == "https://a.example.com"
+    assert preflight.headers.get("access-control-allow-methods") == "GET,PUT"
+    assert preflight.headers.get("access-control-max-age") == "60"
+    assert len(mesh.upstreams["v1"].count("/cors")) == before  # answered by the gateway
+    plain = mesh.request("/cors", headers={"origin": "https://a.example.com"})
+    assert plain.headers.get("access-control-allow-origin") == "https://a.example.com"
+    other = mesh.request("/cors", headers={"origin": "https://evil.example.com"})
+    assert (other.status, other.headers.get("access-control-allow-origin")) == (200, None)
 
 
 def test_direct_response(mesh: Mesh) -> None:

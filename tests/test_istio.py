@@ -114,8 +114,22 @@ BAD: list[tuple[str, Mutation, str, str, str, bool]] = [
      "got True", False),
     ("weight-string", _set(dest(2, 0), "weight", "90"), VS, "spec.http[2].route[0].weight",
      "got '90'", False),
-    ("cors", _set(lambda o: http(o, 2), "corsPolicy", {}), VS, "spec.http[2].corsPolicy", "", True),
-    ("redirect", _set(lambda o: http(o, 0), "redirect", {}), VS, "spec.http[0].redirect", "", True),
+    ("redirect-and-route", _set(lambda o: http(o, 0), "redirect", {"uri": "/x"}), VS,
+     "spec.http[0].route", "cannot contain both route and redirect", False),
+    ("redirect-empty", lambda o: (http(o, 0).pop("route"), http(o, 0).__setitem__("redirect", {})),
+     VS, "spec.http[0].redirect", "must specify uri, authority, scheme, or port", False),
+    ("redirect-code", lambda o: (http(o, 0).pop("route"), http(o, 0).__setitem__(
+        "redirect", {"uri": "/x", "redirectCode": 304})), VS, "spec.http[0].redirect.redirectCode",
+     "istiod cannot translate", False),
+    ("redirect-scheme", lambda o: (http(o, 0).pop("route"), http(o, 0).__setitem__(
+        "redirect", {"scheme": "ftp"})), VS, "spec.http[0].redirect.scheme", "http", False),
+    ("cors-method", _set(lambda o: http(o, 0), "corsPolicy", {"allowMethods": ["FETCH"]}), VS,
+     "spec.http[0].corsPolicy.allowMethods[0]", "not a supported HTTP method", False),
+    ("cors-max-age", _set(lambda o: http(o, 0), "corsPolicy", {"maxAge": "1500ms"}), VS,
+     "spec.http[0].corsPolicy.maxAge", "seconds precision", False),
+    ("cors-origin-empty", _set(lambda o: http(o, 0), "corsPolicy",
+     {"allowOrigins": [{"exact": "a"}, {}]}), VS, "spec.http[0].corsPolicy.allowOrigins[1]",
+     "must set one of exact, prefix or regex", False),
     ("delegate", _set(lambda o: http(o, 0), "delegate", {}), VS, "spec.http[0].delegate", "", True),
     ("mirrors", _set(lambda o: http(o, 0), "mirrors", []), VS, "spec.http[0].mirrors", "", True),
     ("tcp", _set(spec("VirtualService"), "tcp", []), VS, "spec.tcp", "", True),
@@ -465,12 +479,12 @@ def test_route_weights_of_unnamed_routes_and_hosts_without_subsets() -> None:
 def test_problems_are_data_and_validate_raises_the_first() -> None:
     objs = objects()
     dest(2, 0)(objs)["weight"] = -5
-    http(objs, 0)["corsPolicy"] = {}
+    http(objs, 0)["mirrors"] = []
     subsets(objs)[0]["name"] = "Stable_1"
     found = istio.problems(objs, namespace="canary-demo")
     assert [(p.object, p.field, p.unsupported) for p in found] == [
         (DR, "spec.subsets[0].name", False),
-        (VS, "spec.http[0].corsPolicy", True),
+        (VS, "spec.http[0].mirrors", True),
         (VS, "spec.http[2].route[0].weight", False),
     ]
     assert str(found[2]) == f"{VS}: spec.http[2].route[0].weight must not be negative, got -5"
@@ -481,10 +495,10 @@ def test_problems_are_data_and_validate_raises_the_first() -> None:
 
 def test_unsupported_field_does_not_hide_other_problems_of_its_route() -> None:
     objs = objects()
-    http(objs, 2)["corsPolicy"] = {}
+    http(objs, 2)["mirrors"] = []
     dest(2, 1)(objs)["weight"] = -1
     assert [p.field for p in istio.problems(objs)] == [
-        "spec.http[2].corsPolicy",
+        "spec.http[2].mirrors",
         "spec.http[2].route[1].weight",
     ]
 
@@ -568,6 +582,13 @@ ACCEPTED: list[tuple[str, Mutation, str]] = [
      "validation.go validateSubset / validateLoadBalancer"),
     ("destination-headers", _set(dest(2, 1), "headers", {"request": {"set": {"x-canary": "1"}}}),
      "validation.go validateHTTPRouteDestinations; route.go processWeightedDestination"),
+    ("redirect", lambda o: (http(o, 0).pop("route"), http(o, 0).__setitem__("redirect", {
+     "uri": "/v2", "authority": "a.example.com", "derivePort": "FROM_REQUEST_PORT",
+     "redirectCode": 307})), "validation.go validateHTTPRedirect"),
+    ("cors", _set(lambda o: http(o, 0), "corsPolicy", {
+     "allowOrigins": [{"exact": "https://a.example.com"}, {"regex": "https://.*\\.b\\.com"}],
+     "allowMethods": ["GET", "POST"], "allowHeaders": ["x-a"], "maxAge": "24h",
+     "allowCredentials": True}), "validation.go validateCORSPolicy"),
     ("mirror-zero", lambda o: http(o, 2).update(mirror={"host": "scoring", "subset": "canary"},
      mirrorPercentage={"value": 0}), "route.go MirrorPercent"),
 ]  # fmt: skip

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from workbook import chart
+from workbook import chart, istio
 from workbook.manifests import manifest_warnings, unknown_fields, validate_manifests
 
 Docs = list[dict[str, Any]]
@@ -178,9 +178,11 @@ def test_unreachable_route_is_a_warning_as_in_istiod() -> None:
 
 
 def test_local_gateway_limits_do_not_apply_to_k8s() -> None:
-    """Valid Istio the local gateway cannot serve (corsPolicy) passes the k8s manifests check."""
+    """Valid Istio the local gateway cannot serve (mirrors) passes the k8s manifests check."""
     docs = copy.deepcopy(render({"canary": {"weight": 10}}))
-    route(docs, "weighted")["corsPolicy"] = {"allowOrigins": [{"exact": "https://example.com"}]}
+    host = "scoring.canary-demo.svc.cluster.local"
+    route(docs, "weighted")["mirrors"] = [{"destination": {"host": host, "subset": "canary"}}]
+    assert any(p.unsupported for p in istio.problems(docs))
     assert validate_manifests(docs) == []
 
 

@@ -26,6 +26,9 @@ HCM_TYPE = (
     "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
     "HttpConnectionManager"
 )
+CORS_FILTER = "envoy.filters.http.cors"
+CORS_TYPE = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"
+CORS_POLICY_TYPE = "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy"
 FAULT_FILTER = "envoy.filters.http.fault"
 FAULT_TYPE = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
 ROUTER_FILTER = "envoy.filters.http.router"
@@ -469,7 +472,9 @@ def _header_ops(ops: Mapping[str, Any], side: str, out: dict[str, Any]) -> str:
     return authority["set"] or authority["add"]
 
 
-def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[dict[str, Any]]:
+def _routes(
+    vs: Mapping[str, Any], resolve: _Resolver, namespace: str, port: int = 80
+) -> list[dict[str, Any]]:
     """Envoy routes of one VirtualService, in order: one per match block (match blocks OR-ed),
     none after its first catch-all (route.go ``BuildHTTPRoutesForVirtualService``)."""
     where, ns = istio.ref(vs), istio.namespace_of(vs, namespace)
@@ -498,7 +503,7 @@ def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[d
         if authority:
             action["host_rewrite_literal"] = authority
         dests = http.get("route") or []
-        if "directResponse" in http:
+        if "directResponse" in http or "redirect" in http:
             pass
         elif len(dests) == 1:
             action["cluster"] = resolve(
@@ -520,7 +525,7 @@ def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[d
             ]
             action["weighted_clusters"] = {"clusters": _weighted(dests, names)}
         hashes = [resolve.hash(d["destination"], ns) for d in dests]
-        if "directResponse" not in http:
+        if dests:
             kept_hashes = [h for d, h in zip(dests, hashes, strict=True) if h is not None and (
                 len(dests) == 1 or int(d.get("weight") or 0) > 0)]  # fmt: skip
             if kept_hashes:
@@ -541,9 +546,14 @@ def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[d
                     "runtime_fraction": {"default_value": runtime},
                 }
             ]
+        filters: dict[str, Any] = {}
         fault = _fault(http["fault"]) if "fault" in http else None
         if fault is not None:
-            extra["typed_per_filter_config"] = {FAULT_FILTER: fault}
+            filters[FAULT_FILTER] = fault
+        if "corsPolicy" in http:
+            filters[CORS_FILTER] = _cors(http["corsPolicy"])
+        if filters:
+            extra["typed_per_filter_config"] = filters
         label = istio.route_label(i, http)
         blocks = http.get("match") or [{}]
         for j, block in enumerate(blocks):
@@ -555,7 +565,7 @@ def _routes(vs: Mapping[str, Any], resolve: _Resolver, namespace: str) -> list[d
             route = {
                 "name": name,
                 "match": _route_match(block),
-                **_action(http, action),
+                **_action(http, action, port),
                 **extra,
                 "metadata": {"filter_metadata": {"istio": {"config": config}}},
             }
@@ -587,8 +597,58 @@ def _weighted(dests: list[Mapping[str, Any]], names: list[str]) -> list[dict[str
     return out
 
 
-def _action(http: Mapping[str, Any], route: dict[str, Any]) -> dict[str, Any]:
-    """The route's action: a direct response (route.go ``ApplyDirectResponse``), else ``route``."""
+def _cors(policy: Mapping[str, Any]) -> dict[str, Any]:
+    """route.go ``TranslateCORSPolicy``: always enabled; unmatched preflights forwarded unless
+    IGNORE; lists joined by commas; maxAge in seconds."""
+    origins = [_string_match(o) for o in policy.get("allowOrigins") or []]
+    if "allowOrigins" not in policy:
+        origins = [{"exact": o} for o in policy.get("allowOrigin") or []]
+    out: dict[str, Any] = {
+        "@type": CORS_POLICY_TYPE,
+        "forward_not_matching_preflights": policy.get("unmatchedPreflights") != "IGNORE",
+        "filter_enabled": {"default_value": hundredths(100)},
+    }
+    if origins:
+        out["allow_origin_string_match"] = origins
+    for key, name in (("allowMethods", "allow_methods"), ("allowHeaders", "allow_headers"),
+                      ("exposeHeaders", "expose_headers")):  # fmt: skip
+        if policy.get(key):
+            out[name] = ",".join(policy[key])
+    if "maxAge" in policy:
+        out["max_age"] = str(istio.parse_duration(policy["maxAge"]) // 1_000_000_000)
+    if "allowCredentials" in policy:
+        out["allow_credentials"] = policy["allowCredentials"]
+    return out
+
+
+def _redirect(redirect: Mapping[str, Any], port: int) -> dict[str, Any]:
+    """route.go ``ApplyRedirect``: authority, path, scheme, port (FROM_REQUEST_PORT is the
+    Gateway server's port; none for http:80 and https:443), response code (0 is 301)."""
+    out: dict[str, Any] = {}
+    if redirect.get("authority"):
+        out["host_redirect"] = redirect["authority"]
+    if redirect.get("uri"):
+        out["path_redirect"] = redirect["uri"]
+    if redirect.get("scheme"):
+        out["scheme_redirect"] = redirect["scheme"]
+    if "port" in redirect or "derivePort" in redirect:
+        number = redirect.get("port", 0)
+        if redirect.get("derivePort") == "FROM_REQUEST_PORT":
+            number = port
+        scheme = redirect.get("scheme") or "http"
+        if (number, scheme) not in ((80, "http"), (443, "https")) and number:
+            out["port_redirect"] = number
+    codes = {301: "MOVED_PERMANENTLY", 302: "FOUND", 303: "SEE_OTHER",
+             307: "TEMPORARY_REDIRECT", 308: "PERMANENT_REDIRECT"}  # fmt: skip
+    out["response_code"] = codes[redirect.get("redirectCode") or 301]
+    return out
+
+
+def _action(http: Mapping[str, Any], route: dict[str, Any], port: int) -> dict[str, Any]:
+    """The route's action: a redirect (route.go ``ApplyRedirect``), a direct response
+    (``ApplyDirectResponse``), else ``route``."""
+    if "redirect" in http:
+        return {"redirect": _redirect(http["redirect"], port)}
     direct = http.get("directResponse")
     if direct is None:
         return {"route": route}
@@ -672,7 +732,7 @@ def _virtual_hosts(
                     continue
                 ref = istio.ref(vs, namespace)
                 if ref not in built:
-                    built[ref] = _routes(vs, resolve, namespace)
+                    built[ref] = _routes(vs, resolve, namespace, int(server["port"]["number"]))
                 for host in hosts:
                     vhosts.setdefault(host, []).extend(built[ref])
     out = []
@@ -747,6 +807,7 @@ def bootstrap(
         "normalize_path": True,
         "upgrade_configs": [{"upgrade_type": "websocket"}],
         "http_filters": [
+            {"name": CORS_FILTER, "typed_config": {"@type": CORS_TYPE}},
             {"name": FAULT_FILTER, "typed_config": {"@type": FAULT_TYPE}},
             {"name": ROUTER_FILTER, "typed_config": {"@type": ROUTER_TYPE}},
         ],

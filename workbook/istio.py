@@ -79,6 +79,12 @@ HTTP_STATUS_CODES = frozenset(
         500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
     }
 )  # fmt: skip
+#: Redirect codes route.go ``ApplyRedirect`` translates (0 means 301).
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+#: CORS methods istiod accepts (``supportedCORSMethods``: Go's net/http methods and ``*``).
+CORS_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "CONNECT", "OPTIONS", "TRACE", "*"}
+)
 #: HTTP/2 pseudo headers a match may name (``pseudoHeaders`` in validation.go).
 PSEUDO_HEADERS = (":method", ":scheme", ":authority", ":path", ":status")
 _HEADER_VALUE = re.compile("^[^\u0000-\u0008\u000a-\u001f\u007f]*$")
@@ -539,7 +545,7 @@ class _Check:
     def http_route(self, route: Any, path: str) -> None:
         allowed = [
             "name", "match", "route", "mirror", "mirrorPercentage", "fault", "timeout",
-            "retries", "headers", "rewrite", "directResponse",
+            "retries", "headers", "rewrite", "directResponse", "redirect", "corsPolicy",
         ]  # fmt: skip
         m = self.fields(route, path, allowed)
         if "name" in m:
@@ -547,8 +553,15 @@ class _Check:
         if "match" in m:
             for j, block in enumerate(self.sequence(m["match"], _join(path, "match"))):
                 self.match(block, f"{path}.match[{j}]")
-        if "directResponse" in m:
-            # virtualservice.go ``validateHTTPRouteConflict``
+        # virtualservice.go ``validateHTTPRouteConflict``
+        if "redirect" in m:
+            for other in ("route", "fault", "rewrite", "directResponse"):
+                if other in m:
+                    self.fail(
+                        _join(path, other), f"HTTP route cannot contain both {other} and redirect"
+                    )
+            self.redirect(m["redirect"], _join(path, "redirect"))
+        elif "directResponse" in m:
             for other in ("route", "fault", "rewrite"):
                 if other in m:
                     self.fail(
@@ -557,7 +570,9 @@ class _Check:
                     )
             self.direct_response(m["directResponse"], _join(path, "directResponse"))
         elif m.get("route") is None:
-            self.fail(_join(path, "route"), "is required (HTTP route or directResponse)")
+            self.fail(_join(path, "route"), "is required (HTTP route, redirect or directResponse)")
+        if "corsPolicy" in m:
+            self.cors_policy(m["corsPolicy"], _join(path, "corsPolicy"))
         if "rewrite" in m:
             self.rewrite(m["rewrite"], _join(path, "rewrite"))
             if (m["rewrite"] or {}).get("authority") and any(
@@ -596,6 +611,81 @@ class _Check:
             self.retries(m["retries"], _join(path, "retries"))
         if "headers" in m:
             self.header_ops(m["headers"], _join(path, "headers"))
+
+    def redirect(self, value: Any, path: str) -> None:
+        """validation.go ``validateHTTPRedirect``: something to change, a 3xx code, scheme http or
+        https, a valid port. Codes route.go ``ApplyRedirect`` cannot express (a 3xx other than
+        301, 302, 303, 307, 308) leave istiod's route without an action: refused here."""
+        m = self.fields(
+            value, path, ["uri", "authority", "port", "derivePort", "scheme", "redirectCode"]
+        )
+        for key in ("uri", "authority", "scheme"):
+            if key in m:
+                self.string(m[key], _join(path, key), non_empty=False)
+        if "port" in m and "derivePort" in m:
+            self.fail(path, "must set one of port or derivePort")
+        if not any(m.get(k) for k in ("uri", "authority", "scheme", "port", "derivePort")):
+            self.fail(path, "redirect must specify uri, authority, scheme, or port")
+        code = m.get("redirectCode", 0)
+        self.integer(code, _join(path, "redirectCode"), 0, 399)
+        if code and not 300 <= code <= 399:
+            self.fail(
+                _join(path, "redirectCode"), f"{code} is not a valid redirect code, must be 3xx"
+            )
+        if code not in (0, *REDIRECT_CODES):
+            self.fail(
+                _join(path, "redirectCode"),
+                f"{code} is a 3xx istiod cannot translate (it drops the route's action); use one "
+                f"of {sorted(REDIRECT_CODES)}",
+            )
+        if m.get("scheme") not in (None, "", "http", "https"):
+            self.fail(_join(path, "scheme"), 'invalid redirect scheme, must be "http" or "https"')
+        if "port" in m:
+            self.integer(m["port"], _join(path, "port"), 1, 65535)
+        if m.get("derivePort") not in (None, "FROM_PROTOCOL_DEFAULT", "FROM_REQUEST_PORT"):
+            self.fail(
+                _join(path, "derivePort"), "must be FROM_PROTOCOL_DEFAULT or FROM_REQUEST_PORT"
+            )
+
+    def cors_policy(self, value: Any, path: str) -> None:
+        """validation.go ``validateCORSPolicy``: origins as non-empty string matches, methods
+        Go knows (or ``*``), header names or ``*``, maxAge in whole seconds."""
+        allowed = [
+            "allowOrigins", "allowOrigin", "allowMethods", "allowHeaders", "exposeHeaders",
+            "maxAge", "allowCredentials", "unmatchedPreflights",
+        ]  # fmt: skip
+        m = self.fields(value, path, allowed)
+        for k, origin in enumerate(
+            self.sequence(m.get("allowOrigins", []), _join(path, "allowOrigins"))
+        ):
+            opath = f"{path}.allowOrigins[{k}]"
+            self.string_match(origin, opath, presence=False)
+        for k, origin in enumerate(
+            self.sequence(m.get("allowOrigin", []), _join(path, "allowOrigin"))
+        ):
+            self.string(origin, f"{path}.allowOrigin[{k}]")
+        for k, method in enumerate(
+            self.sequence(m.get("allowMethods", []), _join(path, "allowMethods"))
+        ):
+            if method not in CORS_METHODS:
+                self.fail(f"{path}.allowMethods[{k}]", f"{method!r} is not a supported HTTP method")
+        for key in ("allowHeaders", "exposeHeaders"):
+            for k, name in enumerate(self.sequence(m.get(key, []), _join(path, key))):
+                self.string(name, f"{path}.{key}[{k}]")
+                if name != "*" and not _TOKEN.match(name):
+                    self.fail(
+                        f"{path}.{key}[{k}]", f"header name {name} is not a valid header name"
+                    )
+        if "maxAge" in m:
+            ns = self.duration(m["maxAge"], _join(path, "maxAge"), 1_000_000)
+            if ns % 1_000_000_000:
+                self.fail(
+                    _join(path, "maxAge"), "max_age duration is accurate only to seconds precision"
+                )
+        if "allowCredentials" in m and not isinstance(m["allowCredentials"], bool):
+            self.fail(_join(path, "allowCredentials"), "must be true or false")
+        if m.get("unmatchedPreflights") not in (None, "UNSPECIFIED", "FORWARD", "IGNORE"):
+            self.fail(_join(path, "unmatchedPreflights"), "must be UNSPECIFIED, FORWARD or IGNORE")
 
     def direct_response(self, value: Any, path: str) -> None:
         """validation.go ``validateHTTPDirectResponse``: a status 200..599, a body below 1MB."""
