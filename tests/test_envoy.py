@@ -240,6 +240,30 @@ def test_consistent_hash(
     assert "retry_host_predicate" in weighted["route"]["retry_policy"]
 
 
+def test_outlier_detection() -> None:
+    """cluster_traffic_policy.go ``applyOutlierDetection``: consecutive errors enforced at 100%,
+    success-rate ejection off, the panic threshold at minHealthPercent (0 when unset)."""
+    docs = chart_objects(10)
+    kind(docs, "DestinationRule")["spec"]["subsets"][1]["trafficPolicy"] = {
+        "outlierDetection": {"consecutive5xxErrors": 2, "consecutiveGatewayErrors": 0,
+                             "interval": "5s", "baseEjectionTime": "30s",
+                             "maxEjectionPercent": 100}
+    }  # fmt: skip
+    clusters = {c["name"]: c for c in envoy.translate(docs, ENDPOINTS, namespace=NS).clusters}
+    assert "outlier_detection" not in clusters[STABLE]
+    assert clusters[CANARY]["outlier_detection"] == {
+        "enforcing_success_rate": 0,
+        "consecutive_5xx": 2,
+        "enforcing_consecutive_5xx": 100,
+        "consecutive_gateway_failure": 0,
+        "enforcing_consecutive_gateway_failure": 0,
+        "interval": "5s",
+        "base_ejection_time": "30s",
+        "max_ejection_percent": 100,
+    }
+    assert clusters[CANARY]["common_lb_config"] == {"healthy_panic_threshold": {"value": 0.0}}
+
+
 def test_subset_traffic_policy_overrides_the_rule() -> None:
     """A subset's own loadBalancer replaces the rule's (istiod ``MergeTrafficPolicy``)."""
     docs = chart_objects(10)

@@ -95,6 +95,9 @@ class Upstream:
         with self.lock:
             self.seen.append(seen)
         parts = h.path.split("?")[0].strip("/").split("/")
+        if f"fail-{self.version}" in parts:
+            self._reply(h, 503, {"version": self.version, "error": "this version fails"})
+            return
         for kind in ("flaky-503", "flaky-reset"):
             if kind in parts and self._first_failure(f"{kind}/{parts[-1]}"):
                 if kind == "flaky-reset":
@@ -679,6 +682,30 @@ def test_consistent_hash_keeps_a_user_on_one_pod(mesh: Mesh) -> None:
                 seen.setdefault(f"user-{user}", set()).add(reply.version)
         assert all(len(v) == 1 for v in seen.values()), seen
         assert len(set().union(*seen.values())) > 1, seen  # users spread over the pods
+    finally:
+        mesh.serve(100, 0)
+
+
+def test_outlier_detection_ejects_a_failing_pod(mesh: Mesh) -> None:
+    """DestinationRule outlierDetection (cluster_traffic_policy.go ``applyOutlierDetection``):
+    after one 503 the failing pod leaves the subset's rotation. Here the stable subset spans all
+    three pods and v3 fails every request; the catch-all route has the default retries, which
+    do not retry a 503."""
+    docs = objects(100, 0)
+    dr = fixtures.of_kind(docs, "DestinationRule")
+    dr["spec"]["subsets"][0]["labels"] = {"app": "scoring"}
+    dr["spec"]["subsets"][0]["trafficPolicy"] = {
+        "outlierDetection": {
+            "consecutive5xxErrors": 1,
+            "baseEjectionTime": "60s",
+            "maxEjectionPercent": 100,
+        }
+    }
+    mesh.push(docs)
+    try:
+        statuses = [mesh.request("/fail-v3/x").status for _ in range(30)]
+        assert statuses.count(503) <= 2, statuses  # one per pod that fails before ejection
+        assert statuses[-10:] == [200] * 10, statuses
     finally:
         mesh.serve(100, 0)
 

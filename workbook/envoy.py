@@ -248,7 +248,8 @@ def _clusters(
                         if local is not None:
                             members.append((ep.address, local))
                 name = cluster_name(svc.fqdn, int(port["port"]), subset)
-                out.append(_cluster(name, load_balancer(rule, subset), members))
+                policy = {**load_balancer(rule, subset), **outlier_detection(rule, subset)}
+                out.append(_cluster(name, policy, members))
     return out
 
 
@@ -268,6 +269,34 @@ def load_balancer(rule: Mapping[str, Any] | None, subset: str = "") -> dict[str,
         }
     size = (ch.get("ringHash") or {}).get("minimumRingSize") or ch.get("minimumRingSize") or 1024
     return {"lb_policy": "RING_HASH", "ring_hash_lb_config": {"minimum_ring_size": size}}
+
+
+def outlier_detection(rule: Mapping[str, Any] | None, subset: str = "") -> dict[str, Any]:
+    """The DestinationRule's outlierDetection as cluster fields (cluster_traffic_policy.go
+    ``applyOutlierDetection``): success-rate ejection off, consecutive errors enforced at 100%,
+    the panic threshold at minHealthPercent (0 unless set)."""
+    od = _policy(rule, subset).get("outlierDetection")
+    if od is None:
+        return {}
+    out: dict[str, Any] = {"enforcing_success_rate": 0}
+    for key, name in (("consecutive5xxErrors", "consecutive_5xx"),
+                      ("consecutiveGatewayErrors", "consecutive_gateway_failure")):  # fmt: skip
+        if key in od:
+            out[name] = od[key]
+            out[f"enforcing_{name}"] = 100 if od[key] > 0 else 0
+    for key, name in (("interval", "interval"), ("baseEjectionTime", "base_ejection_time")):
+        if key in od:
+            out[name] = duration(od[key])
+    if od.get("maxEjectionPercent", 0) > 0:
+        out["max_ejection_percent"] = od["maxEjectionPercent"]
+    if od.get("splitExternalLocalOriginErrors"):
+        out["split_external_local_origin_errors"] = True
+        if od.get("consecutiveLocalOriginFailures", 0) > 0:
+            out["consecutive_local_origin_failure"] = od["consecutiveLocalOriginFailures"]
+            out["enforcing_consecutive_local_origin_failure"] = 100
+        out["enforcing_local_origin_success_rate"] = 0
+    panic = {"healthy_panic_threshold": {"value": float(od.get("minHealthPercent", 0))}}
+    return {"outlier_detection": out, "common_lb_config": panic}
 
 
 def _policy(rule: Mapping[str, Any] | None, subset: str) -> dict[str, Any]:

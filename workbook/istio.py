@@ -901,7 +901,7 @@ class _Check:
     def traffic_policy(self, value: Any, path: str) -> None:
         """validation.go ``validateTrafficPolicy``: at least one field; the load balancer and
         TLS are served, the rest is refused as unsupported."""
-        tp = self.fields(value, path, ["loadBalancer", "tls"])
+        tp = self.fields(value, path, ["loadBalancer", "tls", "outlierDetection"])
         if isinstance(value, Mapping) and not value:
             self.fail(path, "traffic policy must have at least one field")
         if "tls" in tp:
@@ -914,6 +914,43 @@ class _Check:
                 )
         if "loadBalancer" in tp:
             self.load_balancer(tp["loadBalancer"], f"{path}.loadBalancer")
+        if "outlierDetection" in tp:
+            self.outlier_detection(tp["outlierDetection"], f"{path}.outlierDetection")
+
+    def outlier_detection(self, value: Any, path: str) -> None:
+        """validation.go ``validateOutlierDetection``: durations of 1ms at least, percentages
+        0..100, local-origin failures only when split; ``consecutiveErrors`` is deprecated and
+        istiod ignores it (a warning)."""
+        fields = [
+            "consecutive5xxErrors", "consecutiveGatewayErrors", "consecutiveErrors",
+            "interval", "baseEjectionTime", "maxEjectionPercent", "minHealthPercent",
+            "splitExternalLocalOriginErrors", "consecutiveLocalOriginFailures",
+        ]  # fmt: skip
+        m = self.fields(value, path, fields)
+        for key in ("consecutive5xxErrors", "consecutiveGatewayErrors", "consecutiveErrors",
+                    "consecutiveLocalOriginFailures"):  # fmt: skip
+            if key in m:
+                self.integer(m[key], _join(path, key), 0, 2**32 - 1)
+        if m.get("consecutiveErrors"):
+            self.warn(
+                _join(path, "consecutiveErrors"),
+                "is deprecated and has no effect, use consecutiveGatewayErrors or "
+                "consecutive5xxErrors instead",
+            )
+        for key in ("interval", "baseEjectionTime"):
+            if key in m:
+                self.duration(m[key], _join(path, key), 1_000_000)
+        for key in ("maxEjectionPercent", "minHealthPercent"):
+            if key in m:
+                self.integer(m[key], _join(path, key), 0, 100)
+        split = m.get("splitExternalLocalOriginErrors", False)
+        if not isinstance(split, bool):
+            self.fail(_join(path, "splitExternalLocalOriginErrors"), "must be true or false")
+        if not split and m.get("consecutiveLocalOriginFailures"):
+            self.fail(
+                _join(path, "consecutiveLocalOriginFailures"),
+                "is set, but splitExternalLocalOriginErrors is false",
+            )
 
     def load_balancer(self, value: Any, path: str) -> None:
         """validation.go ``validateLoadBalancer``: ``simple`` or ``consistentHash`` (a oneof);
