@@ -253,3 +253,12 @@ def test_unknown_fields_walks_dicts_and_lists() -> None:
     source = {"a": 1, "b": {"c": 2, "d": [{"e": 1, "f": 2}]}}
     dumped = {"a": 1, "b": {"c": 2, "d": [{"e": 1}]}}
     assert list(unknown_fields(source, dumped)) == ["b.d[0].f"]
+
+
+def test_live_rules_with_fields_the_local_gateway_lacks_still_resolve_subsets() -> None:
+    """A live DestinationRule with a connectionPool (valid Istio, not served locally) still
+    defines the subsets a VirtualService applied on k8s names."""
+    docs = render({"canary": {"weight": 10}})
+    vs, dr = find(docs, "VirtualService"), copy.deepcopy(find(docs, "DestinationRule"))
+    dr["spec"]["trafficPolicy"] = {"connectionPool": {"tcp": {"maxConnections": 10}}}
+    assert validate_manifests([vs], known=[dr]) == []

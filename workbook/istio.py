@@ -1170,6 +1170,12 @@ def _is_candidate(obj: Any) -> bool:
     return not isinstance(obj, Mapping) or is_istio(obj) or kinds.is_istio_kind(obj.get("kind"))
 
 
+def _readable(found: list[Problem]) -> bool:
+    """Whether an object with these problems has the structure the cross-object checks read:
+    warnings and fields the local gateway does not implement leave it intact."""
+    return all(p.warning or p.unsupported for p in found)
+
+
 def problems(
     objects: Iterable[Any], *, namespace: str = DEFAULT_NAMESPACE, known: Iterable[Obj] = ()
 ) -> list[Problem]:
@@ -1177,7 +1183,8 @@ def problems(
 
     ``namespace`` is assumed for objects without one; ``known`` are objects already live (say
     the DestinationRules of a cluster) that references may point at besides ``objects``.
-    Cross-object checks run over the objects whose own fields are free of errors.
+    Cross-object checks run over the objects whose own fields are free of errors (fields the
+    local gateway does not implement aside: the k8s target takes them).
     """
     out: list[Problem] = []
     clean: list[Obj] = []
@@ -1186,13 +1193,10 @@ def problems(
             continue
         found = _object_problems(i, obj, namespace)
         out += found
-        if not any(not p.warning for p in found):
+        if _readable(found):
             clean.append(obj)
     usable = [
-        k
-        for k in known
-        if isinstance(k, Mapping)
-        and not any(not p.warning for p in _object_problems(0, k, namespace))
+        k for k in known if isinstance(k, Mapping) and _readable(_object_problems(0, k, namespace))
     ]
     out += _reference_problems(clean, usable, namespace)
     return out
