@@ -292,7 +292,7 @@ def test_apply_creates_then_replaces(kube: KubeFake) -> None:
 
 
 def test_apply_rejects_other_kinds(kube: KubeFake) -> None:
-    with pytest.raises(ConfigError, match="Deployment: kind must be one of VirtualService"):
+    with pytest.raises(ConfigError, match="document 0: kind must be one of VirtualService"):
         client.apply_object(kube.api, NS, {"apiVersion": "apps/v1", "kind": "Deployment"})
 
 
@@ -306,8 +306,16 @@ def test_get_objects_by_kind_alias_and_name(kube: KubeFake) -> None:
     ]
     assert client.get_objects(kube.api, NS, "DestinationRule", "scoring")[0]["spec"]["host"]
     assert client.get_objects(kube.api, NS, "gw", "missing") == []
-    with pytest.raises(ConfigError, match="get: kind must be one of"):
+    with pytest.raises(ConfigError, match="get: KIND must be one of"):
         client.get_objects(kube.api, NS, "secrets")
+
+
+def test_get_namespace_is_the_release_namespace(kube: KubeFake) -> None:
+    assert client.get_objects(kube.api, NS, "ns") == []
+    kube.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    (ns,) = client.get_objects(kube.api, NS, "namespaces")
+    assert (ns["kind"], ns["metadata"]["name"]) == ("Namespace", NS)
+    assert client.get_objects(kube.api, NS, "ns", "other") == []
 
 
 # ---- gateway address --------------------------------------------------------------------------
@@ -694,7 +702,7 @@ def test_cluster_apply_validates_before_writing(
     puts, posts = len(kube.requests("put")), len(kube.requests("post"))
     with pytest.raises(ConfigError, match="subset 'preview' is not a subset"):
         cluster.objects.apply([header_vs(subset="preview")])
-    with pytest.raises(ConfigError, match=r"objects\[0\].kind must be one of"):
+    with pytest.raises(ConfigError, match=r"document 0: kind must be one of"):
         cluster.objects.apply([{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}}])
     assert (len(kube.requests("put")), len(kube.requests("post"))) == (puts, posts)
     assert cluster.objects.apply([header_vs()]) == ["VirtualService/beta created"]

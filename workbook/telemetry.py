@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from workbook import envoy
+from workbook import served
 from workbook.errors import ConfigError, WorkbookError
 from workbook.traffic import run_sync
 
@@ -163,10 +163,10 @@ def by_subset(
     """Subset (``stable``, ``canary``) → telemetry, summed over ports; only ``host`` if given."""
     out: dict[str, VersionTelemetry] = {}
     for name, row in clusters.items():
-        ref = envoy.parse_cluster_name(name)
-        if not ref.subset or (host is not None and ref.host != host):
+        subset = served.subset_of_cluster(name)
+        if not subset or (host is not None and name.rsplit("|", 1)[-1] != host):
             continue
-        out[ref.subset] = _add(out[ref.subset], row) if ref.subset in out else row
+        out[subset] = _add(out[subset], row) if subset in out else row
     return dict(sorted(out.items()))
 
 

@@ -18,35 +18,20 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from workbook.errors import AzureError, ConfigError
+from workbook import istio, kinds
+from workbook.errors import AzureError
 
 T = TypeVar("T")
 
 #: Seconds any single API request may take.
 REQUEST_TIMEOUT = 15
 
-ISTIO_GROUP = "networking.istio.io"
+ISTIO_GROUP = kinds.ISTIO_GROUP
 ISTIO_VERSION = "v1"
 #: Istio networking kinds ``apply``/``get`` handle, by kind: their plural resource name.
-ISTIO_KINDS = {
-    "VirtualService": "virtualservices",
-    "DestinationRule": "destinationrules",
-    "Gateway": "gateways",
-    "ServiceEntry": "serviceentries",
-    "Sidecar": "sidecars",
-}
+ISTIO_KINDS = kinds.ISTIO_KINDS
 #: Core kinds ``get`` reads (never Secrets: ``get`` output lands in notebooks and logs).
-CORE_KINDS = ("Deployment", "Service", "Pod")
-
-_ALIASES = {
-    "vs": "VirtualService",
-    "dr": "DestinationRule",
-    "gw": "Gateway",
-    "se": "ServiceEntry",
-    "deploy": "Deployment",
-    "svc": "Service",
-    "po": "Pod",
-}
+CORE_KINDS = tuple(kinds.CORE_KINDS)
 
 #: Metadata the API server owns; dropped from an object before it is applied.
 _SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields")
@@ -55,17 +40,8 @@ _SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "
 INJECTION_LABEL = "istio-injection"
 
 
-def canonical_kind(kind: str) -> str:
-    """``vs``, ``virtualservices``, ``VirtualService`` → ``VirtualService``; else ConfigError."""
-    key = kind.strip().lower()
-    if key in _ALIASES:
-        return _ALIASES[key]
-    for name in (*ISTIO_KINDS, *CORE_KINDS):
-        low = name.lower()
-        if key in (low, low + "s", low + "es", ISTIO_KINDS.get(name, "")):
-            return name
-    known = ", ".join((*ISTIO_KINDS, *CORE_KINDS))
-    raise ConfigError("get", "kind", f"must be one of {known}, got {kind!r}")
+#: ``vs``, ``virtualservices``, ``VirtualService`` → ``VirtualService``; else ConfigError.
+canonical_kind = kinds.canonical_kind
 
 
 def ref(kind: str, namespace: str | None, name: str) -> str:
@@ -162,6 +138,17 @@ def get_objects(
 ) -> list[dict[str, Any]]:
     """Live objects of one kind in a namespace (one, when ``name`` is given)."""
     kind = canonical_kind(kind)
+    if kind == "Namespace":
+        if name is not None and name != namespace:
+            return []
+        core = client.CoreV1Api(api)
+        one = _read(
+            lambda: core.read_namespace(
+                namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+            ),
+            f"Namespace {namespace}",
+        )
+        return [{"apiVersion": "v1", "kind": "Namespace", **one}] if one else []
     if name is not None:
         if kind in ISTIO_KINDS:
             one = read_custom(api, namespace, kind, name)
@@ -484,19 +471,9 @@ def apply_object(api: client.ApiClient, namespace: str, obj: Mapping[str, Any]) 
 
     Returns ``Kind/name created|configured|unchanged``, as ``kubectl apply`` prints it.
     """
-    kind = str(obj.get("kind", ""))
-    if kind not in ISTIO_KINDS:
-        raise ConfigError(
-            str(kind or "object"), "kind", f"must be one of {', '.join(ISTIO_KINDS)} to be applied"
-        )
-    group, _, version = str(obj.get("apiVersion", "")).partition("/")
-    if group != ISTIO_GROUP or not version:
-        raise ConfigError(
-            kind, "apiVersion", f"must be {ISTIO_GROUP}/<version>, got {obj.get('apiVersion')!r}"
-        )
-    name = str((obj.get("metadata") or {}).get("name") or "")
-    if not name:
-        raise ConfigError(kind, "metadata.name", "is required")
+    istio.check_object_shape(obj, 0)
+    kind, name = str(obj["kind"]), str(obj["metadata"]["name"])
+    group, _, version = str(obj["apiVersion"]).partition("/")
     namespace = str((obj.get("metadata") or {}).get("namespace") or namespace)
     body = json.loads(json.dumps(obj))
     body["metadata"] = {**body.get("metadata", {}), "namespace": namespace}

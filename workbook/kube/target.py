@@ -126,7 +126,7 @@ class HelmReleases:
 
         Runs before any cluster call, so bad input never reaches Helm.
         """
-        from workbook.manifests import validate_manifests
+        from workbook.manifests import manifest_warnings, validate_manifests
 
         chart.validate_values(values, self.settings.chart_dir)
         docs = chart.render(
@@ -138,6 +138,8 @@ class HelmReleases:
         problems = validate_manifests(docs)
         if problems:
             raise ConfigError(self.name, "manifests", "are invalid: " + "; ".join(problems))
+        for warning in manifest_warnings(docs):
+            log.warning("%s", warning)
         return docs
 
     def _release(
@@ -327,15 +329,11 @@ class KubeObjects:
 
     def apply(self, objects: list[dict[str, Any]]) -> list[str]:
         """Create or replace Istio objects (validated first) until the next release."""
+        from workbook import istio
         from workbook.manifests import validate_manifests
 
         for i, obj in enumerate(objects):
-            if obj.get("kind") not in client.ISTIO_KINDS:
-                raise ConfigError(
-                    "apply",
-                    f"objects[{i}].kind",
-                    f"must be one of {', '.join(client.ISTIO_KINDS)}, got {obj.get('kind')!r}",
-                )
+            istio.check_object_shape(obj, i)
         ns = self.settings.namespace
         api = self.kube.get()
         live_rules = client.get_objects(api, ns, "DestinationRule")
