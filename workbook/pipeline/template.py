@@ -165,6 +165,7 @@ class Expander:
     def __init__(self, repo_root: Path) -> None:
         self.repo_root = repo_root
         self.depth = 0
+        self.files: list[Path] = []
 
     # -- values ------------------------------------------------------------------------------
 
@@ -288,6 +289,8 @@ class Expander:
         path = self.resolve(str(ref["template"]), where)
         if not path.is_file():
             raise ConfigError(str(where), f"template {ref['template']}", f"not found at {path}")
+        if path not in self.files:
+            self.files.append(path)
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise ConfigError(str(path), "template", f"nesting deeper than {MAX_DEPTH}")
@@ -322,10 +325,36 @@ class CompiledPipeline:
     path: Path
     parameters: dict[str, Any]
     document: dict[str, Any]
+    #: The pipeline file and every template it included, in first-use order.
+    files: list[Path] = field(default_factory=list)
 
     @property
     def stages(self) -> list[dict[str, Any]]:
         return list(self.document.get("stages") or [])
+
+    def locate(self, text: str) -> str:
+        """``file:line`` of the first source line holding ``text`` (or ``key:`` for a bare key),
+        for error messages; the pipeline file when no line matches."""
+        first = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+        wanted = [f"{first}:", f"{first[:80]}"] if first else []
+        files = self.files or [self.path]
+        for needle in wanted:
+            for path in files:
+                try:
+                    lines = path.read_text(encoding="utf-8").splitlines()
+                except OSError:
+                    continue
+                for i, line in enumerate(lines, 1):
+                    if needle in line:
+                        return f"{_shown(path)}:{i}"
+        return _shown(self.path)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def compile_pipeline(
@@ -351,11 +380,12 @@ def compile_pipeline(
     }
     params = bind_parameters(declared, given, str(path))
     expander = Expander((repo_root or path.parent).resolve())
+    expander.files.append(path)
     body = {k: v for k, v in doc.items() if k != "parameters"}
     expanded = expander.expand(body, {"parameters": params}, path)
     if "parameters" in doc:
         expanded = {"parameters": doc["parameters"], **expanded}
-    return CompiledPipeline(path, params, normalise(expanded))
+    return CompiledPipeline(path, params, normalise(expanded), list(expander.files))
 
 
 def normalise(doc: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,175 @@
+"""What the local runner can run faithfully; everything else is refused before the run starts.
+
+A construct the runner would run differently from Azure Pipelines (another shell, a container, a
+matrix, a deployment strategy other than ``runOnce``, an agentless job, a task it does not know)
+stops the run before it starts: ``first_unsupported`` names the construct, the unit that uses it
+and the file:line it comes from. Pure: reads the compiled pipeline only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from workbook.pipeline import tasks
+from workbook.pipeline.template import CompiledPipeline
+
+STAGE_KEYS = {
+    "stage",
+    "displayName",
+    "dependsOn",
+    "condition",
+    "variables",
+    "jobs",
+    "lockBehavior",
+    "pool",
+    "templateContext",
+}
+JOB_KEYS = {
+    "job",
+    "deployment",
+    "displayName",
+    "dependsOn",
+    "condition",
+    "continueOnError",
+    "timeoutInMinutes",
+    "cancelTimeoutInMinutes",
+    "variables",
+    "steps",
+    "pool",
+    "workspace",
+    "environment",
+    "strategy",
+    "templateContext",
+}
+STEP_KINDS = ("script", "bash", "task", "checkout", "download", "publish")
+STEP_KEYS = {
+    *STEP_KINDS,
+    "name",
+    "displayName",
+    "condition",
+    "continueOnError",
+    "enabled",
+    "env",
+    "timeoutInMinutes",
+    "retryCountOnTaskFailure",
+    "workingDirectory",
+    "inputs",
+    "failOnStderr",
+    "fetchDepth",
+    "clean",
+    "persistCredentials",
+    "lfs",
+    "submodules",
+    "path",
+    "artifact",
+    "patterns",
+}
+#: Why a construct is refused, by key.
+WHY = {
+    "container": "a container job runs its steps in a container image",
+    "services": "service containers",
+    "target": "a step target (container or host)",
+    "pwsh": "PowerShell steps (only bash and script run here)",
+    "powershell": "PowerShell steps (only bash and script run here)",
+    "getPackage": "getPackage steps",
+    "downloadBuild": "downloadBuild steps",
+    "reviewApp": "reviewApp steps",
+    "upload": "upload steps",
+    "uses": "uses (repository and pool resources)",
+    "trigger": "a manual stage trigger",
+    "isSkippable": "stage isSkippable",
+}
+
+
+def _unit_problems(
+    node: Mapping[str, Any], allowed: set[str], what: str
+) -> Iterator[tuple[str, str]]:
+    for key in node:
+        if key not in allowed:
+            yield key, f"{what}: {WHY.get(key, f'the key {key!r}')} is not supported locally"
+
+
+def problems(compiled: CompiledPipeline) -> Iterator[tuple[str, str]]:
+    """``(construct, message)`` for every construct the local runner refuses."""
+    for key in ("resources", "extends", "containers"):
+        if compiled.document.get(key):
+            yield key, f"pipeline: {key} is not supported locally"
+    for stage in compiled.stages:
+        sname = f"stage {stage.get('stage')}"
+        yield from _unit_problems(stage, STAGE_KEYS, sname)
+        for job in stage.get("jobs") or []:
+            if not isinstance(job, Mapping):
+                yield str(job), f"{sname}: jobs entry {job!r} is not a job"
+                continue
+            kind = "deployment" if "deployment" in job else "job"
+            jname = f"{sname}, {kind} {job.get(kind)}"
+            yield from _unit_problems(job, JOB_KEYS, jname)
+            pool = job.get("pool")
+            if pool == "server" or (isinstance(pool, Mapping) and pool.get("name") == "server"):
+                yield "pool: server", f"{jname}: agentless (server) jobs are not supported locally"
+            strategy = job.get("strategy") or {}
+            if kind == "job" and strategy:
+                yield "strategy", f"{jname}: strategy {list(strategy)} (matrix, parallel)"
+            env = job.get("environment")
+            if kind == "deployment":
+                if set(strategy) != {"runOnce"}:
+                    yield "strategy", f"{jname}: strategy {list(strategy)}: only runOnce runs here"
+                if isinstance(env, Mapping) and set(env) - {"name"}:
+                    extra = sorted(set(env) - {"name"})
+                    yield (
+                        f"environment {extra[0]}",
+                        (f"{jname}: environment resources ({', '.join(extra)}) are not emulated"),
+                    )
+                elif isinstance(env, str) and "." in env:
+                    yield (
+                        f"environment: {env}",
+                        (
+                            f"{jname}: environment resource {env!r} (environment.resource) is not "
+                            "emulated"
+                        ),
+                    )
+            for step in _steps(job):
+                yield from _step_problems(step, jname)
+
+
+def _steps(job: Mapping[str, Any]) -> Iterator[Any]:
+    yield from job.get("steps") or []
+    run_once = (job.get("strategy") or {}).get("runOnce") or {}
+    for hook in ("preDeploy", "deploy", "routeTraffic", "postRouteTraffic"):
+        yield from (run_once.get(hook) or {}).get("steps") or []
+    for hook in ("failure", "success"):
+        yield from ((run_once.get("on") or {}).get(hook) or {}).get("steps") or []
+
+
+def _step_problems(step: Any, where: str) -> Iterator[tuple[str, str]]:
+    if not isinstance(step, Mapping):
+        yield str(step), f"{where}: steps entry {step!r} is not a step"
+        return
+    kind = next((k for k in STEP_KINDS if k in step), None)
+    if kind is None:
+        key = next((k for k in step if k in WHY), next(iter(step), "?"))
+        why = WHY.get(str(key), f"step {sorted(step)}")
+        yield str(key), f"{where}: {why} is not supported locally"
+        return
+    label = f"{where}, step {step.get('displayName') or step.get('name') or step[kind]}"
+    yield from _unit_problems(step, STEP_KEYS, str(label)[:200])
+    if kind == "task" and tasks.get_task(str(step["task"])) is None:
+        yield (
+            f"task: {step['task']}",
+            (
+                f"{label}: task {step['task']} is not supported by the local runner "
+                f"(supported: {', '.join(tasks.task_names())})"
+            ),
+        )
+    if kind == "checkout" and str(step["checkout"]) not in ("self", "none"):
+        yield f"checkout: {step['checkout']}", f"{label}: checkout of another repository"
+    if kind == "download" and str(step["download"]) not in ("current", "none"):
+        yield f"download: {step['download']}", f"{label}: artifacts of another pipeline"
+
+
+def first_unsupported(compiled: CompiledPipeline) -> str | None:
+    """``file:line: unit: construct ...`` for the first construct the runner refuses, or None."""
+    for construct, message in problems(compiled):
+        return f"{compiled.locate(construct)}: {message}"
+    return None
