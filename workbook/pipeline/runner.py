@@ -36,7 +36,7 @@ from typing import Any
 from workbook.errors import ConfigError, WorkbookError
 from workbook.files import write_atomic
 from workbook.pipeline import tasks
-from workbook.pipeline.expressions import Evaluator, truthy
+from workbook.pipeline.expressions import Evaluator, to_text, truthy
 from workbook.pipeline.support import first_unsupported
 from workbook.pipeline.template import CompiledPipeline, compile_pipeline
 from workbook.pipeline.variables import Command, Variables, env_name, mask, parse_command
@@ -415,8 +415,7 @@ class _Run:
             if expr is not None:
                 ctx = {"variables": scope.as_mapping(), **names}
                 value = self._evaluate(expr, ctx, None, f"{where}: variable {name}")
-                value = "" if value is None else value
-                value = value if isinstance(value, str) else json.dumps(value)
+                value = to_text(value)  # True/False, numbers as written, JSON for objects
             scope.set(name, value, readonly=readonly)
 
     def _evaluate(
@@ -430,9 +429,7 @@ class _Run:
         try:
             return Evaluator(names, functions).evaluate(expression)
         except ConfigError as e:
-            raise PipelineError(
-                f"{self.compiled.locate(expression)}: {where}: {e.message}"
-            ) from None
+            raise PipelineError(f"{self.compiled.locate(expression)}: {where}: {e}") from None
 
     def _dependency_contexts(self, depends_on: list[str]) -> dict[str, Any]:
         """``dependencies`` and ``stageDependencies`` for the stages this one depends on."""
@@ -1020,6 +1017,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def compile_time_variables(workdir: Path) -> dict[str, str]:
+    """Predefined variables that ``${{ }}`` expressions can read (the repository's git state)."""
+    return {"Build.Reason": "Manual", **_git_variables(workdir)}
+
+
 def _git_variables(workdir: Path) -> dict[str, str]:
     """``Build.SourceBranch``, ``Build.SourceBranchName``, ``Build.SourceVersion`` from git."""
 
@@ -1105,7 +1107,13 @@ def run_pipeline(
     params = dict(parameters or {})
     if target is not None:
         params["target"] = target
-    compiled = compile_pipeline(path, params, repo_root=workdir, ignore_unknown=("target",))
+    compiled = compile_pipeline(
+        path,
+        params,
+        repo_root=workdir,
+        ignore_unknown=("target", "canaryWeights"),
+        predefined=compile_time_variables(workdir),
+    )
     if run_id is None:
         run_id = _new_run_id(workdir)
     elif not re.fullmatch(r"[\w.\-]+", run_id):

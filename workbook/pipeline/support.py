@@ -117,10 +117,8 @@ def problems(compiled: CompiledPipeline) -> Iterator[tuple[str, str]]:
                     yield "strategy", f"{jname}: strategy {list(strategy)}: only runOnce runs here"
                 if isinstance(env, Mapping) and set(env) - {"name"}:
                     extra = sorted(set(env) - {"name"})
-                    yield (
-                        f"environment {extra[0]}",
-                        (f"{jname}: environment resources ({', '.join(extra)}) are not emulated"),
-                    )
+                    why = f"environment resources ({', '.join(extra)}) are not emulated"
+                    yield extra[0], f"{jname}: {why}"
                 elif isinstance(env, str) and "." in env:
                     yield (
                         f"environment: {env}",

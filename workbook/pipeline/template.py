@@ -13,6 +13,7 @@ typed parameters are converted when they are bound.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,7 @@ MAX_DEPTH = 50
 _EACH = re.compile(r"^\$\{\{\s*each\s+(\w+)\s+in\s+(.+?)\s*\}\}$", re.S)
 _IF = re.compile(r"^\$\{\{\s*(if|elseif)\s+(.+?)\s*\}\}$", re.S)
 _ELSE = re.compile(r"^\$\{\{\s*else\s*\}\}$")
+_INSERT = re.compile(r"^\$\{\{\s*insert\s*\}\}$")
 _DIRECTIVE = re.compile(r"^\$\{\{\s*(each|if|elseif|else|insert)\b")
 
 
@@ -166,6 +168,8 @@ class Expander:
         self.repo_root = repo_root
         self.depth = 0
         self.files: list[Path] = []
+        #: Named values every template sees besides its own ``parameters`` (root variables).
+        self.globals: dict[str, Any] = {}
 
     # -- values ------------------------------------------------------------------------------
 
@@ -237,6 +241,14 @@ class Expander:
         chain: bool | None = None
         for raw_key, value in node.items():
             key = str(raw_key)
+            if _INSERT.match(key):
+                # ${{ insert }}: a mapping merged into the mapping that holds it (templates#insert)
+                inserted = self.expand(value, ctx, where)
+                if not isinstance(inserted, Mapping):
+                    raise ConfigError(str(where), key, f"needs a mapping, got {inserted!r}")
+                out.update({to_text(k): v for k, v in inserted.items()})
+                chain = None
+                continue
             if _DIRECTIVE.match(key):
                 contexts, chain = self._directive(key, chain, ctx, where)
                 for c in contexts:
@@ -262,8 +274,12 @@ class Expander:
                         out.extend(self._sequence(wrapped, c, where, key))
                 continue
             chain = None
-            value = self.expand(item, ctx, where, key)
-            if key in LIST_KEYS and isinstance(value, Mapping) and "template" in value:
+            value = copy.deepcopy(self.expand(item, ctx, where, key))
+            if isinstance(item, str) and isinstance(value, list):
+                # `- ${{ parameters.steps }}`: a list-valued expression as an item inserts its
+                # items (a stepList/jobList/stageList parameter, templates#parameter-data-types)
+                out.extend(value)
+            elif key in LIST_KEYS and isinstance(value, Mapping) and "template" in value:
                 out.extend(self.include(value, where, key))
             else:
                 out.append(value)
@@ -309,7 +325,7 @@ class Expander:
                 raise ConfigError(
                     str(path), key, f"is missing: a template used in {key} must define {key}"
                 )
-            expanded = self.expand(body, {"parameters": params}, path)
+            expanded = self.expand(body, {**self.globals, "parameters": params}, path)
             items = expanded[key]
             if key == "variables" and isinstance(items, Mapping):
                 items = [{"name": k, "value": v} for k, v in items.items()]
@@ -363,8 +379,14 @@ def compile_pipeline(
     *,
     repo_root: Path | None = None,
     ignore_unknown: tuple[str, ...] = (),
+    predefined: Mapping[str, str] | None = None,
 ) -> CompiledPipeline:
-    """Bind the root parameters (given values over defaults), expand, normalise to stages."""
+    """Bind the root parameters (given values over defaults), expand, normalise to stages.
+
+    ``${{ variables.x }}`` sees the pipeline's own ``variables`` (values known at compile time)
+    over ``predefined`` (such as ``Build.SourceBranchName``); a name it does not know is null, as
+    a dictionary miss is in Azure's expressions.
+    """
     path = path.resolve()
     doc = load_yaml(path)
     if not isinstance(doc, Mapping):
@@ -381,11 +403,34 @@ def compile_pipeline(
     params = bind_parameters(declared, given, str(path))
     expander = Expander((repo_root or path.parent).resolve())
     expander.files.append(path)
+    ctx: dict[str, Any] = {"parameters": params, "variables": dict(predefined or {})}
+    if "variables" in doc:
+        root_vars = expander.expand(doc["variables"], ctx, path, "variables")
+        ctx["variables"] = {**ctx["variables"], **compile_time_values(root_vars)}
+    expander.globals = {"variables": ctx["variables"]}
     body = {k: v for k, v in doc.items() if k != "parameters"}
-    expanded = expander.expand(body, {"parameters": params}, path)
+    expanded = expander.expand(body, ctx, path)
     if "parameters" in doc:
         expanded = {"parameters": doc["parameters"], **expanded}
     return CompiledPipeline(path, params, normalise(expanded), list(expander.files))
+
+
+def compile_time_values(variables: Any) -> dict[str, str]:
+    """Name → value of a ``variables`` block, for ``${{ variables.x }}``: groups and ``$[ ]``
+    values are only known at run time and are left out."""
+    if isinstance(variables, Mapping):
+        items = [(str(k), v) for k, v in variables.items()]
+    elif isinstance(variables, list):
+        items = [
+            (str(v["name"]), v.get("value", ""))
+            for v in variables
+            if isinstance(v, Mapping) and "name" in v
+        ]
+    else:
+        items = []
+    return {
+        k: to_text(v) for k, v in items if not re.fullmatch(r"\s*\$\[.*\]\s*", to_text(v), re.S)
+    }
 
 
 def normalise(doc: dict[str, Any]) -> dict[str, Any]:
