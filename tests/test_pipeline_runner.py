@@ -626,3 +626,32 @@ def test_a_skipped_variable_group_keeps_the_machines_secret_and_masks_it(
     assert result.results() == {"A": "succeeded"}
     logs = "".join(p.read_text() for p in (tmp_path / "runs").rglob("*.log"))
     assert "secret is" in logs and "s3cret-value-xyz" not in logs
+
+
+def test_a_secret_set_by_a_step_never_reaches_the_console(tmp_path: Path) -> None:
+    """Verbose runs stream step output; a value set with issecret=true is masked there too
+    (learn.microsoft.com/azure/devops/pipelines/process/set-secret-variables)."""
+    write(
+        tmp_path,
+        {
+            "azure-pipelines.yml": """
+            steps:
+              - script: |
+                  echo "##vso[task.setvariable variable=token;issecret=true]tok-987-secret"
+                  echo "oops tok-987-secret"
+                  exit 1
+            """
+        },
+    )
+    for verbose in (True, False):
+        lines: list[str] = []
+        run_pipeline(
+            "azure-pipelines.yml",
+            target="local",
+            run_id=f"secret-{verbose}",
+            workdir=tmp_path,
+            verbose=verbose,
+            log=lines.append,
+        )
+        console = "\n".join(lines)
+        assert "oops ***" in console and "tok-987-secret" not in console

@@ -548,6 +548,101 @@ CASES = [
         """,
         refused=r"azure-pipelines.yml:2: .*variable bad: .*gt\(\): cannot compare",
     ),
+    Case(
+        "jobs-without-dependsOn-do-not-depend-on-each-other",
+        f"{DOCS}/process/phases#dependencies: jobs without dependsOn run in parallel",
+        """
+        jobs:
+        - job: A
+          steps: [{script: exit 1}]
+        - job: B
+          steps: [{script: echo B >> trace.txt}]
+        """,
+        trace=["B"],
+    ),
+    Case(
+        "compile-time-does-not-see-runtime-variables",
+        f"{DOCS}/process/variables#understand-variable-syntax: template expressions are processed "
+        "at compile time, macros at run time",
+        one_stage(
+            """
+            - script: echo "##vso[task.setvariable variable=later]set"
+            - script: echo "[${{ variables.later }}] [$(later)]" >> trace.txt
+            """
+        ),
+        trace=["[] [set]"],
+    ),
+    Case(
+        "a-read-only-variable-keeps-its-value",
+        f"{DOCS}/scripts/logging-commands#setvariable-initialize-or-modify-the-value-of-a-variable",
+        one_stage(
+            """
+            - script: echo "##vso[task.setvariable variable=fixed;isreadonly=true]first"
+            - script: echo "##vso[task.setvariable variable=fixed]second"
+            - script: echo "$(fixed)" >> trace.txt
+            """
+        ),
+        trace=["first"],
+    ),
+    Case(
+        "task-complete-sets-the-step-result",
+        f"{DOCS}/scripts/logging-commands#complete-finish-timeline",
+        """
+        stages:
+        - stage: A
+          jobs:
+          - job: a
+            steps:
+            - script: echo "##vso[task.complete result=SucceededWithIssues;]partly"
+            - script: echo "$(Agent.JobStatus)" >> trace.txt
+        """,
+        results={"A": "succeededWithIssues"},
+        trace=["SucceededWithIssues"],
+    ),
+    Case(
+        "retry-count-on-task-failure",
+        f"{DOCS}/process/tasks#number-of-retries-if-task-failed",
+        one_stage(
+            """
+            - script: |
+                echo try >> trace.txt
+                test "$(wc -l < trace.txt)" -ge 3
+              retryCountOnTaskFailure: 3
+            """
+        ),
+        results={"__default": "succeeded"},
+        trace=["try", "try", "try"],
+    ),
+    Case(
+        "predefined-variables-scripts-use",
+        f"{DOCS}/build/variables: System.StageName, System.StageAttempt, System.JobName, "
+        "Agent.OS, Build.SourcesDirectory",
+        """
+        stages:
+        - stage: Deploy
+          jobs:
+          - job: main
+            steps:
+            - script: |
+                echo "$(System.StageName) $(System.StageAttempt) $(System.JobName) $AGENT_OS"
+                test "$BUILD_SOURCESDIRECTORY" = "$(System.DefaultWorkingDirectory)"
+                echo "$SYSTEM_STAGEATTEMPT"
+              displayName: uses $(System.StageName)
+            - script: echo $(System.StageName) $(System.StageAttempt) $(System.JobName) >> trace.txt
+        """,
+        trace=["Deploy 1 main"],
+    ),
+    Case(
+        "an-unsupported-function-is-refused",
+        f"{DOCS}/process/expressions#counter: counter() keeps state on the service",
+        """
+        variables:
+          build: $[ counter('prefix', 100) ]
+        steps:
+        - script: echo $(build)
+        """,
+        refused=r"azure-pipelines.yml:2: .*variable build: .*unknown function counter\(\)",
+    ),
     # --- refusals: what the runner cannot run faithfully ------------------------------------
     Case(
         "pwsh-steps-are-refused",

@@ -870,7 +870,10 @@ class _Run:
         elif not final:
             return pos
         for line in chunk.splitlines():
-            self.log(f"      {mask(line, secrets)}")
+            command = parse_command(line)
+            if command and command.name == "task.setvariable" and command.flag("issecret"):
+                secrets.append(command.message)  # masked from here on, as the agent does
+            self.log(f"      {mask(line, [s for s in secrets if s])}")
         return pos + len(chunk.encode("utf-8"))
 
     def _apply(
