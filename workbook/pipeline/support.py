@@ -65,20 +65,20 @@ STEP_KEYS = {
     "artifact",
     "patterns",
 }
-#: Why a construct is refused, by key.
+#: What a refused key means, by key.
 WHY = {
-    "container": "a container job runs its steps in a container image",
+    "container": "steps in a container image",
     "services": "service containers",
-    "target": "a step target (container or host)",
-    "pwsh": "PowerShell steps (only bash and script run here)",
-    "powershell": "PowerShell steps (only bash and script run here)",
-    "getPackage": "getPackage steps",
-    "downloadBuild": "downloadBuild steps",
-    "reviewApp": "reviewApp steps",
-    "upload": "upload steps",
-    "uses": "uses (repository and pool resources)",
+    "target": "a step target container",
+    "pwsh": "PowerShell; only bash and script steps run here",
+    "powershell": "Windows PowerShell; only bash and script steps run here",
+    "getPackage": "a package feed download",
+    "downloadBuild": "artifacts of another build",
+    "reviewApp": "a review app resource",
+    "upload": "an upload step",
+    "uses": "repository and pool resources",
     "trigger": "a manual stage trigger",
-    "isSkippable": "stage isSkippable",
+    "isSkippable": "a stage that may be skipped by hand",
 }
 
 
@@ -87,7 +87,8 @@ def _unit_problems(
 ) -> Iterator[tuple[str, str]]:
     for key in node:
         if key not in allowed:
-            yield key, f"{what}: {WHY.get(key, f'the key {key!r}')} is not supported locally"
+            why = f" ({WHY[key]})" if key in WHY else ""
+            yield key, f"{what}: {key}{why} is not supported by the local runner"
 
 
 def problems(compiled: CompiledPipeline) -> Iterator[tuple[str, str]]:
@@ -96,14 +97,14 @@ def problems(compiled: CompiledPipeline) -> Iterator[tuple[str, str]]:
         if compiled.document.get(key):
             yield key, f"pipeline: {key} is not supported locally"
     for stage in compiled.stages:
-        sname = f"stage {stage.get('stage')}"
+        sname = _named("stage", stage.get("stage"))
         yield from _unit_problems(stage, STAGE_KEYS, sname)
         for job in stage.get("jobs") or []:
             if not isinstance(job, Mapping):
                 yield str(job), f"{sname}: jobs entry {job!r} is not a job"
                 continue
             kind = "deployment" if "deployment" in job else "job"
-            jname = f"{sname}, {kind} {job.get(kind)}"
+            jname = ", ".join(n for n in (sname, _named(kind, job.get(kind))) if n) or "pipeline"
             yield from _unit_problems(job, JOB_KEYS, jname)
             pool = job.get("pool")
             if pool == "server" or (isinstance(pool, Mapping) and pool.get("name") == "server"):
@@ -131,6 +132,11 @@ def problems(compiled: CompiledPipeline) -> Iterator[tuple[str, str]]:
                 yield from _step_problems(step, jname)
 
 
+def _named(kind: str, name: Any) -> str:
+    """``stage Deploy``; empty for the implicit stage or job of a steps-only pipeline."""
+    return "" if name in (None, "__default") else f"{kind} {name}"
+
+
 def _steps(job: Mapping[str, Any]) -> Iterator[Any]:
     yield from job.get("steps") or []
     run_once = (job.get("strategy") or {}).get("runOnce") or {}
@@ -146,11 +152,12 @@ def _step_problems(step: Any, where: str) -> Iterator[tuple[str, str]]:
         return
     kind = next((k for k in STEP_KINDS if k in step), None)
     if kind is None:
-        key = next((k for k in step if k in WHY), next(iter(step), "?"))
-        why = WHY.get(str(key), f"step {sorted(step)}")
-        yield str(key), f"{where}: {why} is not supported locally"
+        key = str(next((k for k in step if k in WHY), next(iter(step), "?")))
+        why = f" ({WHY[key]})" if key in WHY else ""
+        yield key, f"{where}: a {key} step{why} is not supported by the local runner"
         return
     label = f"{where}, step {step.get('displayName') or step.get('name') or step[kind]}"
+    label = label.removeprefix("pipeline, ")
     yield from _unit_problems(step, STEP_KEYS, str(label)[:200])
     if kind == "task" and tasks.get_task(str(step["task"])) is None:
         yield (
