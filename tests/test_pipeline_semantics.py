@@ -643,6 +643,19 @@ CASES = [
         """,
         refused=r"azure-pipelines.yml:2: .*variable build: .*unknown function counter\(\)",
     ),
+    Case(
+        "runtime-contexts-are-not-known-at-compile-time",
+        f"{DOCS}/process/expressions#dependencies: dependencies is a runtime context; "
+        f"{DOCS}/process/variables#understand-variable-syntax",
+        one_stage(
+            """
+            - script: echo ok >> trace.txt
+            - script: echo ${{ dependencies.A.result }}
+            """
+        ),
+        refused=r"azure-pipelines.yml:3: \$\{\{ dependencies.A.result \}\} unrecognized value "
+        r"'dependencies'",
+    ),
     # --- refusals: what the runner cannot run faithfully ------------------------------------
     Case(
         "pwsh-steps-are-refused",

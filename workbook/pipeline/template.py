@@ -23,7 +23,13 @@ from typing import Any
 import yaml
 
 from workbook.errors import ConfigError
-from workbook.pipeline.expressions import Evaluator, find_expressions, to_text, truthy
+from workbook.pipeline.expressions import (
+    Evaluator,
+    ExpressionError,
+    find_expressions,
+    to_text,
+    truthy,
+)
 
 LIST_KEYS = ("stages", "jobs", "steps", "variables")
 PARAMETER_TYPES = (
@@ -173,12 +179,21 @@ class Expander:
 
     # -- values ------------------------------------------------------------------------------
 
-    def evaluate(self, text: str, ctx: Mapping[str, Any]) -> Any:
-        return Evaluator(ctx).evaluate(text)
+    def evaluate(self, text: str, ctx: Mapping[str, Any], where: Path) -> Any:
+        """One ``${{ }}`` expression; an error names the file and line it comes from."""
+        try:
+            return Evaluator(ctx).evaluate(text)
+        except ExpressionError as e:
+            raise ConfigError(
+                _line_of(where, text), "${{ " + text.strip() + " }}", e.detail
+            ) from None
 
-    def interpolate(self, text: str, ctx: Mapping[str, Any]) -> Any:
+    def interpolate(self, text: str, ctx: Mapping[str, Any], where: Path) -> Any:
         """``${{ x }}`` alone gives the value itself (any type); inside text, its string form."""
-        spans = find_expressions(text)
+        try:
+            spans = find_expressions(text)
+        except ExpressionError as e:
+            raise ConfigError(_line_of(where, text), "expression", e.detail) from None
         if not spans:
             return text
         if (
@@ -187,11 +202,11 @@ class Expander:
             and not text[spans[0][1] :].strip()
         ):
             start, end = spans[0]
-            return self.evaluate(text[start + 3 : end - 2], ctx)
+            return self.evaluate(text[start + 3 : end - 2], ctx, where)
         out, pos = [], 0
         for start, end in spans:
             out.append(text[pos:start])
-            out.append(to_text(self.evaluate(text[start + 3 : end - 2], ctx)))
+            out.append(to_text(self.evaluate(text[start + 3 : end - 2], ctx, where)))
             pos = end
         out.append(text[pos:])
         return "".join(out)
@@ -199,7 +214,7 @@ class Expander:
     def expand(self, node: Any, ctx: dict[str, Any], where: Path, key: str = "") -> Any:
         """Expand ``node`` found under ``key`` in file ``where``."""
         if isinstance(node, str):
-            return self.interpolate(node, ctx)
+            return self.interpolate(node, ctx, where)
         if isinstance(node, Mapping):
             return self._mapping(node, ctx, where)
         if isinstance(node, list):
@@ -214,7 +229,7 @@ class Expander:
         """The contexts in which a directive's body expands, and the new if/else chain state."""
         if m := _EACH.match(directive):
             var, expr = m.group(1), m.group(2)
-            items = self.evaluate(expr, ctx)
+            items = self.evaluate(expr, ctx, where)
             if isinstance(items, Mapping):
                 items = [{"key": k, "value": v} for k, v in items.items()]
             if items is None:
@@ -228,7 +243,7 @@ class Expander:
                     raise ConfigError(str(where), directive, "has no ${{ if }} before it")
                 if chain:
                     return [], True
-            taken = truthy(self.evaluate(m.group(2), ctx))
+            taken = truthy(self.evaluate(m.group(2), ctx, where))
             return ([ctx] if taken else []), taken
         if _ELSE.match(directive):
             if chain is None:
@@ -258,7 +273,7 @@ class Expander:
                     out.update(body)
                 continue
             chain = None
-            new_key = self.interpolate(key, ctx)
+            new_key = self.interpolate(key, ctx, where)
             out[to_text(new_key)] = self.expand(value, ctx, where, to_text(new_key))
         return out
 
@@ -364,6 +379,19 @@ class CompiledPipeline:
                     if needle in line:
                         return f"{_shown(path)}:{i}"
         return _shown(self.path)
+
+
+def _line_of(path: Path, text: str) -> str:
+    """``file:line`` of the first line of ``path`` that holds ``text`` (else the file)."""
+    needle = text.strip().splitlines()[0] if text.strip() else ""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return _shown(path)
+    for i, line in enumerate(lines, 1):
+        if needle and needle in line:
+            return f"{_shown(path)}:{i}"
+    return _shown(path)
 
 
 def _shown(path: Path) -> str:
