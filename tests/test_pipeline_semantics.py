@@ -239,12 +239,51 @@ CASES = [
                 steps: [{script: echo route >> trace.txt}]
               on:
                 failure:
-                  steps: [{script: echo on-failure >> trace.txt}]
+                  steps: [{script: echo on-failure $(Agent.JobStatus) >> trace.txt}]
                 success:
                   steps: [{script: echo on-success >> trace.txt}]
         """,
         results={"__default": "failed"},
-        trace=["on-failure"],
+        trace=["on-failure Succeeded"],
+    ),
+    Case(
+        "lifecycle-hooks-are-jobs-of-their-own",
+        f"{DOCS}/yaml-schema/jobs-deployment-strategy-run-once: each hook has its own pool; "
+        f"{DOCS}/process/deployment-jobs#support-for-output-variables: outputs carry the job name",
+        """
+        stages:
+        - stage: A
+          jobs:
+          - deployment: D
+            environment: demo
+            strategy:
+              runOnce:
+                preDeploy:
+                  steps:
+                  - script: |
+                      echo "##vso[task.setvariable variable=local]pre"
+                      echo "##vso[task.setvariable variable=out;isOutput=true]shared"
+                    name: prep
+                deploy:
+                  steps:
+                  - script: echo 'deploy [$(local)]' "[${LOCAL:-}]" >> trace.txt
+                routeTraffic:
+                  steps:
+                  - script: exit 1
+                postRouteTraffic:
+                  steps:
+                  - script: echo not-started >> trace.txt
+                    condition: always()
+        - stage: B
+          condition: always()
+          jobs:
+          - job: b
+            variables:
+              out: $[ stageDependencies.A.D.outputs['D.prep.out'] ]
+            steps: [{script: echo "next-stage $(out)" >> trace.txt}]
+        """,
+        results={"A": "failed", "B": "succeeded"},
+        trace=["deploy [$(local)] []", "next-stage shared"],
     ),
     # --- dependencies and stageDependencies, output variables --------------------------------
     Case(

@@ -625,21 +625,30 @@ class _Run:
         path_prefix: list[str] = []
         ctx = _StepContext(self, stage, path_prefix)
         for hook, hook_steps in steps:
-            # runOnce `on: failure` / `on: success` run after the lifecycle hooks, on their
-            # outcome, with their own job status (yaml-schema/jobs-deployment-strategy-run-once)
-            if hook.startswith("on.") and (
-                (hook == "on.failure") != (status == FAILED) or status == CANCELED
-            ):
+            # A deployment's lifecycle hooks run as jobs of their own, each with its own pool
+            # (yaml-schema/jobs-deployment-strategy-run-once): its own job status and variables;
+            # after a failed hook the next ones do not start, and `on: failure` or `on: success`
+            # runs on the outcome.
+            if not hook_steps:
                 continue
-            hook_status = SUCCEEDED if hook.startswith("on.") else status
+            if hook.startswith("on."):
+                if (hook == "on.failure") != (status == FAILED) or status == CANCELED:
+                    continue
+            elif status in (FAILED, CANCELED):
+                continue
+            hook_scope = scope.child() if kind == "deployment" else scope
+            hook_status = SUCCEEDED
+            hook_scope.set("Agent.JobStatus", AZURE_RESULT[hook_status])
             for step in hook_steps:
                 if self.cancels > cancels_seen:  # canceled during or between steps
                     hook_status, cancels_seen = CANCELED, self.cancels
                 n = len(record.steps) + 1
-                step_run = self.run_step(step, n, stage, record, scope, ctx, hook_status, deadline)
+                step_run = self.run_step(
+                    step, n, stage, record, hook_scope, ctx, hook_status, deadline
+                )
                 record.steps.append(step_run)
                 hook_status = _merge(hook_status, step_run.result)
-                scope.set("Agent.JobStatus", AZURE_RESULT[hook_status])
+                hook_scope.set("Agent.JobStatus", AZURE_RESULT[hook_status])
             if self.cancels > cancels_seen:
                 hook_status = CANCELED
             status = _merge(status, hook_status)
