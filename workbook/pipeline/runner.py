@@ -332,8 +332,8 @@ class _Run:
         #: How many times a cancel was asked for (Ctrl-C, SIGTERM); a step started before the
         #: latest request is stopped.
         self.cancels = 0
-        #: What a local run does not check: tasks and resources that need Azure.
-        self.not_rehearsed: list[str] = []
+        #: What a local run does not check (tasks and resources that need Azure) → where.
+        self.not_rehearsed: dict[str, list[str]] = {}
         self.variables = self._pipeline_variables()
 
     def cancel(self, why: str = "cancel") -> None:
@@ -349,9 +349,14 @@ class _Run:
     def canceled(self) -> bool:
         return self.cancels > 0
 
-    def note_not_rehearsed(self, what: str) -> None:
-        if what not in self.not_rehearsed:
-            self.not_rehearsed.append(what)
+    def note_not_rehearsed(self, what: str, where: str) -> None:
+        places = self.not_rehearsed.setdefault(what, [])
+        if where not in places:
+            places.append(where)
+
+    def not_rehearsed_lines(self) -> list[str]:
+        """One line per thing not rehearsed, with the stages/jobs that use it."""
+        return [f"{what} (in {', '.join(where)})" for what, where in self.not_rehearsed.items()]
 
     # -- variables -------------------------------------------------------------------------
 
@@ -401,8 +406,9 @@ class _Run:
                         "values come from the environment here"
                     )
                     self.note_not_rehearsed(
-                        f"variable group {item['group']} ({where}): values from this machine's "
-                        "environment instead"
+                        f"variable group {item['group']}: values from this machine's environment "
+                        "instead",
+                        where,
                     )
                     continue
                 if "name" not in item:
@@ -489,7 +495,7 @@ class _Run:
         self.log(f"pipeline {result.result} in {_duration(result.duration_s)}: {marks}")
         if self.not_rehearsed:
             self.log("not rehearsed here (needs Azure):")
-            for line in self.not_rehearsed:
+            for line in self.not_rehearsed_lines():
                 self.log(f"  - {line}")
         return result
 
@@ -513,7 +519,7 @@ class _Run:
             started=started,
             duration_s=round(duration, 3),
             stages=stages,
-            not_rehearsed=list(self.not_rehearsed),
+            not_rehearsed=self.not_rehearsed_lines(),
         )
 
     def write(self, started: str, duration: float) -> PipelineResult:
@@ -614,7 +620,7 @@ class _Run:
         }.items():
             scope.set(var, value)
         self._define(scope, job.get("variables"), names, where)
-        steps = self._job_steps(job, kind, record, scope)
+        steps = self._job_steps(job, kind, record, scope, stage.name)
         env_note = f" → environment {record.environment}" if record.environment else ""
         self.log(f"  ▶ {kind} {name}{env_note}")
         t0 = time.monotonic()
@@ -659,7 +665,7 @@ class _Run:
         return record
 
     def _job_steps(
-        self, job: dict[str, Any], kind: str, record: JobRun, scope: Variables
+        self, job: dict[str, Any], kind: str, record: JobRun, scope: Variables, stage: str
     ) -> list[tuple[str, list[dict[str, Any]]]]:
         """The step lists of a job in run order, as (hook, steps)."""
         strategy = job.get("strategy") or {}
@@ -675,7 +681,7 @@ class _Run:
         scope.set("Environment.Name", record.environment)
         scope.set("Strategy.Name", "runOnce")
         self.note_not_rehearsed(
-            f"environment {record.environment} ({record.name}): its approvals and checks"
+            f"environment {record.environment}: its approvals and checks", f"{stage}/{record.name}"
         )
         if set(strategy) != {"runOnce"}:
             raise PipelineError(
@@ -754,8 +760,8 @@ class _Run:
             inputs = {str(k): scope.expand(str(v)) for k, v in (step.get("inputs") or {}).items()}
             outcome = handler(inputs, ctx)
             if outcome.result == SKIPPED and outcome.reason.startswith(tasks.NEEDS_AZURE):
-                shown = ", ".join(f"{k}={v!r}" for k, v in inputs.items())
-                self.note_not_rehearsed(f"{name} in {stage.name}/{job.name}: {shown}")
+                shown = ", ".join(f"{k}={_short(v)}" for k, v in inputs.items())
+                self.note_not_rehearsed(f"{name} with {shown}", f"{stage.name}/{job.name}")
             return outcome
         if kind == "publish":
             path = Path(scope.expand(str(step["publish"])))
@@ -1007,6 +1013,12 @@ def _skip_reason(condition: Any, deps: Mapping[str, str], canceled: bool) -> str
         parts = [f"{d} {r}" for d, r in bad.items()] + (["the run is canceled"] if canceled else [])
         return "a dependency did not succeed (" + ", ".join(parts) + ")"
     return f"condition {condition} is false"
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """A task input as the run's summary shows it: one line, at most ``limit`` characters."""
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= limit else flat[: limit - 1] + "…")
 
 
 def _merge(status: str, result: str) -> str:
