@@ -753,6 +753,44 @@ CASES = [
 ]
 
 
+CASES += [
+    Case(
+        "a-windows-or-macos-image-is-refused",
+        f"{DOCS}/agents/hosted: vmImage picks the agent's OS; here steps run on this machine",
+        """
+        pool: {vmImage: windows-latest}
+        steps: [{script: echo hi}]
+        """,
+        refused=r"azure-pipelines.yml:1: pipeline: vmImage windows-latest",
+    ),
+    Case(
+        "a-timeout-that-is-no-number-is-refused",
+        f"{DOCS}/yaml-schema/steps-script: timeoutInMinutes is a number",
+        one_stage(
+            """
+            - script: echo hi
+              timeoutInMinutes: soon
+            """
+        ),
+        refused=r"azure-pipelines.yml:3: step echo hi: timeoutInMinutes must be a number",
+    ),
+    Case(
+        "a-missing-working-directory-fails-the-step",
+        f"{DOCS}/yaml-schema/steps-script: workingDirectory, the directory the script runs in",
+        one_stage(
+            """
+            - script: pwd
+              workingDirectory: does-not-exist
+            - script: echo after >> trace.txt
+              condition: failed()
+            """
+        ),
+        results={"__default": "failed"},
+        trace=["after"],
+    ),
+]
+
+
 def run_case(tmp_path: Path, case: Case) -> tuple[PipelineResult, list[str]]:
     files = {"azure-pipelines.yml": case.pipeline, **case.files}
     for name, text in files.items():

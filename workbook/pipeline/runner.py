@@ -187,6 +187,9 @@ def _runtime_expression(value: Any) -> str | None:
 
 def stage_order(stages: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[str]]]:
     """Stages in the order they run, each with its dependencies (implicit: the one before)."""
+    for i, s in enumerate(stages):
+        if not isinstance(s, Mapping):
+            raise PipelineError(f"stages[{i}]: must be a stage (a mapping), got {s!r}")
     names = [str(s.get("stage", "")) for s in stages]
     for i, n in enumerate(names):
         if not re.fullmatch(r"[A-Za-z0-9_]+", n):
@@ -604,7 +607,7 @@ class _Run:
         }
         condition = job.get("condition", "succeeded()")
         functions = status_functions(dep_results, canceled=self.canceled)
-        where = f"stage {stage.name}, {kind} {name}"
+        where = unit_name(stage.name, kind, name)
         if not self._condition(condition, functions, stage_scope, names, where):
             record.reason = _skip_reason(condition, dep_results, self.canceled)
             self.log(f"  {MARK[SKIPPED]} {kind} {name} skipped: {record.reason}")
@@ -714,7 +717,9 @@ class _Run:
         record = StepRun(ref, display, SKIPPED)
         t0 = time.monotonic()
         condition = step.get("condition", "succeeded()")
-        where = f"stage {stage.name}, {job.kind} {job.name}, step {display}"
+        where = f"{unit_name(stage.name, job.kind, job.name)}, step {display}".removeprefix(
+            "pipeline, "
+        )
         if step.get("enabled") is not None and not _flag(step.get("enabled")):
             record.reason = "disabled (enabled: false)"
         elif not self._condition(condition, step_status_functions(status), scope, {}, where):
@@ -814,6 +819,9 @@ class _Run:
         if ctx.path_prefix:
             env["PATH"] = os.pathsep.join([*ctx.path_prefix, env.get("PATH", "")])
         cwd = Path(scope.expand(str(step.get("workingDirectory") or self.workdir)))
+        cwd = cwd if cwd.is_absolute() else self.workdir / cwd
+        if not cwd.is_dir():
+            return tasks.Outcome(FAILED, f"working directory {cwd} does not exist")
         timeout = _minutes(step.get("timeoutInMinutes"))
         limit = deadline if deadline is not None else float("inf")
         if timeout is not None:
@@ -822,7 +830,7 @@ class _Run:
         with open(log_path, "w", encoding="utf-8") as out:
             proc = subprocess.Popen(
                 ["bash", "--noprofile", "--norc", str(script_file)],
-                cwd=cwd if cwd.is_absolute() else self.workdir / cwd,
+                cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -1019,6 +1027,14 @@ def _short(text: str, limit: int = 60) -> str:
     """A task input as the run's summary shows it: one line, at most ``limit`` characters."""
     flat = " ".join(text.split())
     return repr(flat if len(flat) <= limit else flat[: limit - 1] + "…")
+
+
+def unit_name(stage: str, kind: str = "", job: str = "") -> str:
+    """``stage Deploy, job main`` for messages; a steps-only pipeline's implicit stage and job
+    (``__default``) are not named."""
+    parts = [f"stage {stage}" if stage != "__default" else ""]
+    parts.append(f"{kind} {job}" if job and job != "__default" else "")
+    return ", ".join(p for p in parts if p) or "pipeline"
 
 
 def _merge(status: str, result: str) -> str:

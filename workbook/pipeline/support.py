@@ -8,6 +8,7 @@ and the file:line it comes from. Pure: reads the compiled pipeline only.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -101,14 +102,21 @@ def problems(compiled: CompiledPipeline) -> Iterator[tuple[str, str]]:
         yield from _unit_problems(stage, STAGE_KEYS, sname)
         for job in stage.get("jobs") or []:
             if not isinstance(job, Mapping):
-                yield str(job), f"{sname}: jobs entry {job!r} is not a job"
+                yield str(job), f"{sname or 'pipeline'}: jobs entry {job!r} is not a job"
                 continue
             kind = "deployment" if "deployment" in job else "job"
             jname = ", ".join(n for n in (sname, _named(kind, job.get(kind))) if n) or "pipeline"
             yield from _unit_problems(job, JOB_KEYS, jname)
-            pool = job.get("pool")
+            pool = job.get("pool") or compiled.document.get("pool")
             if pool == "server" or (isinstance(pool, Mapping) and pool.get("name") == "server"):
                 yield "pool: server", f"{jname}: agentless (server) jobs are not supported locally"
+            image = str(pool.get("vmImage", "")) if isinstance(pool, Mapping) else ""
+            if re.match(r"(windows|macos|vs20|win)", image, re.I):
+                yield (
+                    f"vmImage: {image}",
+                    (f"{jname}: vmImage {image}: its steps would run on another OS than this one"),
+                )
+            yield from _numbers(job, jname, ("timeoutInMinutes", "cancelTimeoutInMinutes"))
             strategy = job.get("strategy") or {}
             if kind == "job" and strategy:
                 yield "strategy", f"{jname}: strategy {list(strategy)} (matrix, parallel)"
@@ -157,8 +165,12 @@ def _step_problems(step: Any, where: str) -> Iterator[tuple[str, str]]:
         yield key, f"{where}: a {key} step{why} is not supported by the local runner"
         return
     label = f"{where}, step {step.get('displayName') or step.get('name') or step[kind]}"
-    label = label.removeprefix("pipeline, ")
-    yield from _unit_problems(step, STEP_KEYS, str(label)[:200])
+    label = label.removeprefix("pipeline, ")[:200]
+    yield from _unit_problems(step, STEP_KEYS, label)
+    yield from _numbers(step, label, ("timeoutInMinutes", "retryCountOnTaskFailure"))
+    for key in ("env", "inputs"):
+        if key in step and not isinstance(step[key], Mapping):
+            yield f"{key}:", f"{label}: {key} must be a mapping of names to values"
     if kind == "task" and tasks.get_task(str(step["task"])) is None:
         yield (
             f"task: {step['task']}",
@@ -171,6 +183,14 @@ def _step_problems(step: Any, where: str) -> Iterator[tuple[str, str]]:
         yield f"checkout: {step['checkout']}", f"{label}: checkout of another repository"
     if kind == "download" and str(step["download"]) not in ("current", "none"):
         yield f"download: {step['download']}", f"{label}: artifacts of another pipeline"
+
+
+def _numbers(
+    node: Mapping[str, Any], where: str, keys: tuple[str, ...]
+) -> Iterator[tuple[str, str]]:
+    for key in keys:
+        if key in node and not re.fullmatch(r"\s*\d+(\.\d+)?\s*", str(node[key])):
+            yield f"{key}:", f"{where}: {key} must be a number of 0 or more, got {node[key]!r}"
 
 
 def first_unsupported(compiled: CompiledPipeline) -> str | None:
