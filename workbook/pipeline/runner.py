@@ -399,7 +399,9 @@ class _Run:
         entries: list[tuple[str, Any, bool]] = []
         if isinstance(raw, Mapping):
             entries = [(str(k), v, False) for k, v in raw.items()]
-        elif isinstance(raw, list):
+        elif not isinstance(raw, list):
+            raise PipelineError(f"{where}: variables must be a list or a mapping, got {raw!r}")
+        else:
             for item in raw:
                 if not isinstance(item, Mapping):
                     raise PipelineError(f"{where}: variables entry {item!r} is not a mapping")

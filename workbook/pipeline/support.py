@@ -15,6 +15,7 @@ from typing import Any
 from workbook.pipeline import tasks
 from workbook.pipeline.template import CompiledPipeline
 
+RUNONCE_HOOKS = ("preDeploy", "deploy", "routeTraffic", "postRouteTraffic")
 STAGE_KEYS = {
     "stage",
     "displayName",
@@ -119,7 +120,13 @@ def problems(compiled: CompiledPipeline) -> Iterator[tuple[str, str]]:
             yield from _numbers(job, jname, ("timeoutInMinutes", "cancelTimeoutInMinutes"))
             strategy = job.get("strategy") or {}
             if kind == "job" and strategy:
-                yield "strategy", f"{jname}: strategy {list(strategy)} (matrix, parallel)"
+                yield (
+                    "strategy",
+                    (
+                        f"{jname}: strategy {list(strategy)} (matrix, parallel) is not supported by "
+                        "the local runner"
+                    ),
+                )
             env = job.get("environment")
             if kind == "deployment":
                 if set(strategy) != {"runOnce"}:
@@ -136,6 +143,10 @@ def problems(compiled: CompiledPipeline) -> Iterator[tuple[str, str]]:
                             "emulated"
                         ),
                     )
+            shape = _shape_problem(job, kind)
+            if shape is not None:
+                yield "strategy" if kind == "deployment" else "steps", f"{jname}: {shape}"
+                continue
             for step in _steps(job):
                 yield from _step_problems(step, jname)
 
@@ -145,10 +156,34 @@ def _named(kind: str, name: Any) -> str:
     return "" if name in (None, "__default") else f"{kind} {name}"
 
 
+def _shape_problem(job: Mapping[str, Any], kind: str) -> str | None:
+    """Why the job's step lists are not lists of steps where the schema wants them, or None."""
+    if kind == "job":
+        ok = isinstance(job.get("steps") or [], list)
+        return None if ok else "steps must be a list of steps"
+    strategy = job.get("strategy") or {}
+    run_once = strategy.get("runOnce") if isinstance(strategy, Mapping) else None
+    if run_once is None:
+        return None  # reported as an unsupported strategy
+    if not isinstance(run_once, Mapping):
+        return "strategy.runOnce must be a mapping of lifecycle hooks"
+    hooks = {h: run_once.get(h) for h in RUNONCE_HOOKS}
+    on = run_once.get("on") or {}
+    if not isinstance(on, Mapping):
+        return "strategy.runOnce.on must be a mapping (failure, success)"
+    hooks |= {f"on.{h}": on.get(h) for h in ("failure", "success")}
+    for name, hook in hooks.items():
+        if hook is None:
+            continue
+        if not isinstance(hook, Mapping) or not isinstance(hook.get("steps") or [], list):
+            return f"strategy.runOnce.{name} must be a mapping with a list of steps"
+    return None
+
+
 def _steps(job: Mapping[str, Any]) -> Iterator[Any]:
     yield from job.get("steps") or []
     run_once = (job.get("strategy") or {}).get("runOnce") or {}
-    for hook in ("preDeploy", "deploy", "routeTraffic", "postRouteTraffic"):
+    for hook in RUNONCE_HOOKS:
         yield from (run_once.get(hook) or {}).get("steps") or []
     for hook in ("failure", "success"):
         yield from ((run_once.get("on") or {}).get(hook) or {}).get("steps") or []
@@ -160,7 +195,10 @@ def _step_problems(step: Any, where: str) -> Iterator[tuple[str, str]]:
         return
     kind = next((k for k in STEP_KINDS if k in step), None)
     if kind is None:
-        key = str(next((k for k in step if k in WHY), next(iter(step), "?")))
+        if not step:
+            yield "- {}", f"{where}: an empty step"
+            return
+        key = str(next((k for k in step if k in WHY), next(iter(step))))
         why = f" ({WHY[key]})" if key in WHY else ""
         yield key, f"{where}: a {key} step{why} is not supported by the local runner"
         return
