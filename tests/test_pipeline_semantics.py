@@ -822,3 +822,59 @@ def test_documented_semantics(tmp_path: Path, case: Case) -> None:
     if case.absent_from_logs is not None:
         logs = "".join(p.read_text() for p in (tmp_path / "runs").rglob("*.log"))
         assert logs and case.absent_from_logs not in logs
+
+
+#: Malformed pipelines (one per line, ``\\n`` for new lines): each runs or is refused with a
+#: WorkbookError (one line for the CLI), never another exception.
+MALFORMED = [
+    "steps: 5",
+    "jobs: [5]",
+    "stages: {a: 1}",
+    "steps:\\n- task: UsePythonVersion@0\\n  inputs: 5",
+    "steps:\\n- {}",
+    "steps:\\n- script:",
+    "variables: 5\\nsteps: [{script: echo}]",
+    "variables: [5]\\nsteps: [{script: echo}]",
+    "variables: [{group: g}, {name: a}]\\nsteps: [{script: echo $(a)}]",
+    "parameters: 5\\nsteps: [{script: echo}]",
+    "parameters: [{name: p, type: weird}]\\nsteps: [{script: echo}]",
+    "parameters: [{name: p, type: number, default: x}]\\nsteps: [{script: echo}]",
+    "steps:\\n- ${{ each x in 5 }}:\\n  - script: echo",
+    "steps:\\n- ${{ if }}:\\n  - script: echo",
+    "steps:\\n- ${{ else }}:\\n  - script: echo",
+    "steps:\\n- template: nope.yml",
+    "steps:\\n- template: x@other",
+    "stages:\\n- stage: A\\n  dependsOn: [A]\\n  jobs: []",
+    "stages:\\n- stage: A\\n  jobs:\\n  - job: j\\n    dependsOn: j\\n    steps: []",
+    "stages:\\n- stage: a-b\\n  jobs: []",
+    "steps:\\n- script: echo\\n  condition: foo()",
+    "steps:\\n- script: echo\\n  condition: variables.x.y.z",
+    "steps:\\n- script: echo\\n  condition: eq(variables['a'], 'b', 'c')",
+    'steps:\\n- script: echo\\n  condition: "\'unterminated"',
+    "steps:\\n- script: echo ${{ format('{0}', 1) }} ${{ length(5) }} ${{ split('a,b', ',')[1] }}",
+    "steps:\\n- script: echo\\n  env: {A: [1, 2]}",
+    "steps:\\n- checkout: other-repo",
+    "steps:\\n- download: other",
+    "jobs:\\n- deployment: d\\n  strategy: {runOnce: 5}",
+    "jobs:\\n- deployment: d\\n  environment: {name: e, resourceName: r}\\n  strategy: {runOnce: {deploy: {steps: []}}}",  # noqa: E501
+    "jobs:\\n- job: j\\n  strategy: {parallel: 2}\\n  steps: []",
+    "extends:\\n  template: x.yml",
+    "resources:\\n  repositories: [{repository: r, type: git, name: x}]\\nsteps: [{script: echo}]",
+    'steps:\\n- script: echo "##vso[task.setvariable]nov"\\n- script: echo "##vso[]x ##vso[a.b c=d=e;;;]y ##vso[task.complete result=Failed]z"',  # noqa: E501
+    'steps:\\n- script: echo "##vso[task.uploadsummary]/nonexistent/x.md"\\n- script: echo "##vso[task.prependpath]relative"\\n- script: echo "##vso[artifact.upload artifactname=a/b]/tmp"',  # noqa: E501
+    "steps:\\n- publish: /nonexistent\\n  artifact: x",
+    "steps:\\n- task: PublishPipelineArtifact@1\\n  inputs: {targetPath: azure-pipelines.yml, artifact: 'bad/name'}",  # noqa: E501
+]
+
+
+@pytest.mark.parametrize("text", MALFORMED)
+def test_malformed_pipelines_never_raise_anything_but_a_workbook_error(
+    tmp_path: Path, text: str
+) -> None:
+    (tmp_path / "azure-pipelines.yml").write_text(text.replace("\\n", "\n") + "\n")
+    try:
+        run_pipeline(
+            "azure-pipelines.yml", target=None, run_id="m", workdir=tmp_path, log=lambda _: None
+        )
+    except WorkbookError as e:
+        assert str(e) and "\n" not in str(e)
