@@ -655,3 +655,12 @@ def test_a_secret_set_by_a_step_never_reaches_the_console(tmp_path: Path) -> Non
         )
         console = "\n".join(lines)
         assert "oops ***" in console and "tok-987-secret" not in console
+
+
+@pytest.mark.parametrize(
+    ("folder", "label"),
+    [("Shift_10.1", "Shift_10"), ("Shift_10.2", "Shift_10 (attempt 2)"), ("Shift_10", "Shift_10")],
+)
+def test_summary_labels_downloaded_artifacts_by_stage(folder: str, label: str) -> None:
+    """Artifacts are named <stage>.<attempt> (pipelines/steps-publish.yml)."""
+    assert summary.stage_label(folder) == label

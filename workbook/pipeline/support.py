@@ -115,18 +115,13 @@ def problems(compiled: CompiledPipeline) -> Iterator[tuple[str, str]]:
             if re.match(r"(windows|macos|vs20|win)", image, re.I):
                 yield (
                     f"vmImage: {image}",
-                    (f"{jname}: vmImage {image}: its steps would run on another OS than this one"),
+                    f"{jname}: vmImage {image}: its steps would run on another OS than this one",
                 )
             yield from _numbers(job, jname, ("timeoutInMinutes", "cancelTimeoutInMinutes"))
             strategy = job.get("strategy") or {}
             if kind == "job" and strategy:
-                yield (
-                    "strategy",
-                    (
-                        f"{jname}: strategy {list(strategy)} (matrix, parallel) is not supported by "
-                        "the local runner"
-                    ),
-                )
+                why = "(matrix, parallel) is not supported by the local runner"
+                yield "strategy", f"{jname}: strategy {list(strategy)} {why}"
             env = job.get("environment")
             if kind == "deployment":
                 if set(strategy) != {"runOnce"}:
