@@ -136,5 +136,5 @@ def test_make_demo_and_demo_cli_run_these_paths() -> None:
             current = line.split(":")[0]
         elif line.startswith("\t") and current:
             targets.setdefault(current, []).append(line.strip())
-    assert targets["demo"] == ["$(BIN)/workbook walkthrough"]
-    assert targets["demo-cli"] == ["$(BIN)/workbook demo"]
+    assert targets["demo"] == ["$(BIN)/workbook walkthrough --app $(APP)"]
+    assert targets["demo-cli"] == ["$(BIN)/workbook demo --app $(APP)"]

@@ -271,8 +271,11 @@ def stages_so_far(run_dir: Path | None) -> list[dict[str, Any]]:
         recorded = read_json(path, {}).get("stage")
         if isinstance(recorded, dict) and "started" in recorded:
             stages.append(recorded)
-    unique = {(s.get("canary_weight"), round(float(s.get("started", 0)), 3)): s for s in stages}
-    return sorted(unique.values(), key=lambda s: float(s.get("started", 0)))
+    # one stage per weight: a stage retried on Azure (``<stage>.<attempt>``) counts as its latest
+    latest: dict[Any, dict[str, Any]] = {}
+    for stage in sorted(stages, key=lambda s: float(s.get("started", 0))):
+        latest[stage.get("canary_weight")] = stage
+    return sorted(latest.values(), key=lambda s: float(s.get("started", 0)))
 
 
 def require_pass(stage: StageResult) -> None:
