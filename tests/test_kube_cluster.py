@@ -852,3 +852,19 @@ def test_upgrades_take_back_fields_an_apply_changed(
         "force_conflicts": True,
         "version": 1,
     }
+
+
+def test_the_pull_secret_logs_in_to_both_tracks_registries(kube: KubeFake, tmp_path: Path) -> None:
+    from workbook import steps
+
+    env = {"ACR_USERNAME": "sp", "ACR_PASSWORD": "pw-SECRET-2"}
+    cluster = make_cluster(kube, tmp_path, FakeHelm(kube), env=env)
+    operations.up(cluster, {"canary": {"enabled": False}})
+    steps.deploy_canary(cluster, canary_image="other.azurecr.us/scoring:v3", canary_version="v3")
+    secret = kube.stored("Secret", NS, "acr-pull")
+    assert secret is not None
+    auths = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))["auths"]
+    assert set(auths) == {"canaryworkbook.azurecr.io", "other.azurecr.us"}
+    stable, canary_image = (v.image for v in cluster.releases.readiness())
+    assert stable == "canaryworkbook.azurecr.io/scoring:v1"  # deploy never rewrites stable's image
+    assert canary_image == "other.azurecr.us/scoring:v3"

@@ -7,7 +7,6 @@ values, named by dotted field) or ``ChartError`` (the chart itself), and the out
 
 from __future__ import annotations
 
-import copy
 import difflib
 import os
 import re
@@ -19,6 +18,7 @@ from typing import Any
 import helm_python as helm
 import yaml
 
+from workbook import canary
 from workbook.errors import ChartError, ConfigError
 from workbook.settings import CHART_NAME, project_root, validate_weight
 
@@ -52,18 +52,10 @@ def default_values(chart_dir: str | os.PathLike[str] | None = None) -> dict[str,
 
 
 def merge_values(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep merge: mappings merge key by key, anything else (lists too) is replaced.
-
-    Pure: neither argument is changed. A ``None`` override is kept, because Helm reads it as
-    "delete this default" when it merges with the chart.
-    """
-    out = copy.deepcopy(dict(base))
-    for key, value in overrides.items():
-        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
-            out[key] = merge_values(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
+    """A deep merge as Helm merges values (``workbook.canary.merge``, the one implementation):
+    mappings merge key by key, anything else (lists too) is replaced. Pure. A ``None`` override
+    is kept, because Helm reads it as "delete this default" when it merges with the chart."""
+    return canary.merge(base, overrides)
 
 
 def parse_sets(entries: Iterable[str]) -> dict[str, Any]:

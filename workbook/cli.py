@@ -70,6 +70,21 @@ def cmd_shift(args: argparse.Namespace) -> None:
     print(_release_line(operations.shift(_target(args), weight)))
 
 
+def cmd_template(args: argparse.Namespace) -> None:
+    """The manifests a release would apply for the current settings, without a cluster."""
+    settings = _settings(args)
+    docs = chart.template(
+        settings.chart_values(),
+        args.set or [],
+        istio=args.istio,
+        revision=args.istio_revision,
+        release=settings.release,
+        namespace=settings.namespace,
+        chart_dir=settings.chart_dir,
+    )
+    print(yaml.safe_dump_all(docs, sort_keys=False), end="")
+
+
 def cmd_probe(args: argparse.Namespace) -> None:
     from workbook import traffic
 
@@ -298,6 +313,14 @@ def parser() -> argparse.ArgumentParser:
         "drift=0.3",
     )
     s.set_defaults(func=cmd_up)
+
+    s = sub.add_parser(
+        "template", parents=[common], help="the manifests a release would apply (no cluster)"
+    )
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="chart value override")
+    s.add_argument("--istio", choices=["addon", "upstream"], default=None, help="Istio flavour")
+    s.add_argument("--istio-revision", default=None, metavar="asm-1-NN", help="istiod revision")
+    s.set_defaults(func=cmd_template)
 
     s = sub.add_parser("upgrade", parents=[common], help="a new revision with changed chart values")
     s.add_argument("--set", action="append", metavar="KEY=VALUE", required=True)

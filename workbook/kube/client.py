@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -374,16 +374,19 @@ def gateway_address(
 # ---- namespace and pull secret ----------------------------------------------------------------
 
 
-def dockerconfigjson(registry: str, username: str, password: str) -> dict[str, Any]:
-    """The ``.dockerconfigjson`` document for one registry."""
+def dockerconfigjson(registry: str | Iterable[str], username: str, password: str) -> dict[str, Any]:
+    """The ``.dockerconfigjson`` document for one registry or several (one login for each: the
+    stable and canary images may live in different registries)."""
     auth = base64.b64encode(f"{username}:{password}".encode()).decode()
-    return {"auths": {registry: {"username": username, "password": password, "auth": auth}}}
+    hosts = [registry] if isinstance(registry, str) else sorted(set(registry))
+    entry = {"username": username, "password": password, "auth": auth}
+    return {"auths": {host: dict(entry) for host in hosts}}
 
 
 def pull_secret(
-    namespace: str, name: str, registry: str, username: str, password: str
+    namespace: str, name: str, registry: str | Iterable[str], username: str, password: str
 ) -> dict[str, Any]:
-    """A ``kubernetes.io/dockerconfigjson`` Secret for one registry."""
+    """A ``kubernetes.io/dockerconfigjson`` Secret for one registry or several."""
     doc = json.dumps(dockerconfigjson(registry, username, password), sort_keys=True)
     return {
         "apiVersion": "v1",
@@ -410,7 +413,7 @@ def ensure_pull_secret(
     api: client.ApiClient,
     namespace: str,
     name: str,
-    registry: str,
+    registry: str | Iterable[str],
     username: str,
     password: str,
 ) -> str:

@@ -24,6 +24,10 @@ T = TypeVar("T")
 #: fail with an apply conflict (Helm 4 applies server-side and does not force by default).
 TAKE_BACK: dict[str, Any] = {"server_side_apply": "true", "force_conflicts": True}
 
+#: Revisions Helm keeps per release (``helm upgrade --history-max``; the CLI's default is 10, the
+#: SDK's is unlimited, and every weight change of a rollout is a revision).
+HISTORY_MAX = 10
+
 
 class HelmOps(Protocol):
     """One Helm release in one namespace: the verbs the k8s target uses."""
@@ -213,6 +217,7 @@ class HelmRelease:
             "cleanup_on_fail": True,
             "reset_values": True,
             "description": description,
+            "max_history": HISTORY_MAX,
             **TAKE_BACK,
         }
 

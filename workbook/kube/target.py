@@ -25,11 +25,12 @@ from typing import Any
 
 import yaml
 
-from workbook import chart
+from workbook import canary, chart
 from workbook.errors import AzureError, ConfigError
 from workbook.kube import client, proxy
 from workbook.kube.helm import HelmOps, HelmRelease, kubeconfig_path
 from workbook.kube.istio_flavour import FlavourOverrides, IstioFlavour, resolve_flavour
+from workbook.registry import parse_image_ref
 from workbook.seam import Release, VersionStatus
 from workbook.served import WEIGHTED_ROUTE
 from workbook.settings import Settings
@@ -113,9 +114,11 @@ class HelmReleases:
         *,
         rollout_timeout_s: float,
         poll_s: float,
+        before_upgrade: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.settings, self.helm, self.kube = settings, helm, kube
         self.rollout_timeout_s, self.poll_s = rollout_timeout_s, poll_s
+        self.before_upgrade = before_upgrade
 
     @property
     def name(self) -> str:
@@ -182,6 +185,8 @@ class HelmReleases:
                     f"{self.name}: revision {deployed} is deployed, not {expect_revision}; another "
                     "run changed it meanwhile: look at `workbook history` and try again"
                 )
+        if self.before_upgrade is not None:
+            self.before_upgrade(values)
         if summary is None:
             result = self.helm.install(values, description=description)
         else:
@@ -372,7 +377,12 @@ class KubernetesTarget:
             timeout_s=helm_timeout_s,
         )
         self.releases = HelmReleases(
-            settings, self.helm, self.kube, rollout_timeout_s=rollout_timeout_s, poll_s=poll_s
+            settings,
+            self.helm,
+            self.kube,
+            rollout_timeout_s=rollout_timeout_s,
+            poll_s=poll_s,
+            before_upgrade=self.registry_access,
         )
         self._flavour: IstioFlavour | None = None
         self.traffic = IngressTraffic(
@@ -418,19 +428,30 @@ class KubernetesTarget:
         for note in plan.notes:
             log.info("%s", note)
         values = chart.merge_values(values, plan.chart_values())
-        secret = _pull_secret_name(full)
-        if secret and self.env.get("ACR_USERNAME") and self.env.get("ACR_PASSWORD"):
-            registry = str((full.get("image") or {}).get("registry") or self.settings.registry)
-            self.ensure_pull_secret(registry, name=secret)
+        self.registry_access(values)
         self.releases.render(values)
         return values
+
+    def registry_access(self, values: Mapping[str, Any]) -> None:
+        """The pull secret logs in to every registry the tracks' images come from (stable and
+        canary may differ), when ``ACR_USERNAME``/``ACR_PASSWORD`` are given."""
+        full = chart.merge_values(chart.default_values(self.settings.chart_dir), values)
+        secret = _pull_secret_name(full)
+        if not (secret and self.env.get("ACR_USERNAME") and self.env.get("ACR_PASSWORD")):
+            return
+        registries = {
+            parse_image_ref(canary.image_ref(full, track)).registry
+            for track in (canary.STABLE, canary.CANARY)
+            if track == canary.STABLE or canary.canary_enabled(full)
+        }
+        self.ensure_pull_secret(sorted(r for r in registries if r), name=secret)
 
     def abandon(self) -> None:
         """Helm keeps a failed release in its history; nothing else to undo."""
 
     def ensure_pull_secret(
         self,
-        registry: str | None = None,
+        registry: str | list[str] | None = None,
         username: str | None = None,
         password: str | None = None,
         *,
