@@ -72,7 +72,7 @@ def test_a_healthy_stage_passes_the_gate_on_gateway_and_probe_evidence(
         "pin v1",
         "pin v2",
         "errors (probe)",
-        "latency (probe)",
+        "latency (pinned, same load)",
         "unattributed errors",
         "errors (gateway)",
         "latency (gateway)",

@@ -24,8 +24,9 @@ from typing import Any
 
 import pytest
 
+from workbook.canary import DEFAULT_STAGES as STAGE_PLAN
 from workbook.pipeline import PipelineResult, run_pipeline
-from workbook.settings import STAGE_PLAN, Settings
+from workbook.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "azure-pipelines.yml"
