@@ -21,10 +21,10 @@ import yaml
 
 from benchmarks import split_sequential
 from workbook import operations, traffic
+from workbook.apps import probe_payload
 from workbook.local.gateway import envoy_binary
 from workbook.local.ports import free_port
 from workbook.local.target import LocalTarget
-from workbook.packaging import probe_payload
 from workbook.settings import Settings, project_root
 
 ROUNDS = 3

@@ -1,7 +1,7 @@
 """A fake Kubernetes API for tests: kmock's ``KubernetesEmulator`` served from a background thread.
 
 The official ``kubernetes`` client is synchronous and kmock is an aiohttp server, so the server
-runs in its own thread and event loop. kmock 0.8 needs fidelity fixes (notes/helm.md):
+runs in its own thread and event loop. kmock 0.8 needs these fidelity fixes:
 
 1. POST answers 201 Created (kmock: 200; ``CustomObjectsApi.create_*`` then returns None).
 2. ``GET /version/`` is served (the client's VersionApi adds the slash; kmock: 404); so are

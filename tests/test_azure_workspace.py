@@ -683,7 +683,7 @@ def test_cli_auth_without_azure_cli_is_translated(monkeypatch: pytest.MonkeyPatc
 
 def assert_staged(staged: Path, app: Path) -> None:
     """The source directory Model.package uploads: the app's files plus the shared modules."""
-    from workbook.packaging import SCORING_DIR, SHARED_MODULES
+    from workbook.apps import SCORING_DIR, SHARED_MODULES
 
     for f in (p for p in app.iterdir() if p.is_file()):
         assert (staged / f.name).read_bytes() == f.read_bytes(), f.name

@@ -1,4 +1,4 @@
-"""The command line's contract (ARCHITECTURE.md): options where the docs put them, exit codes."""
+"""The command line's contract (README, "Command line"): options where documented, exit codes."""
 
 from __future__ import annotations
 

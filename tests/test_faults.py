@@ -19,7 +19,7 @@ from test_scoring import LAUNCH, free_port, http, load_score
 
 from workbook import faults
 from workbook.errors import ConfigError
-from workbook.packaging import dummy_model_source
+from workbook.local.packaging import dummy_model_source
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ from kmock_support import KubeFake, kube_fake  # noqa: F401  (the ``kube`` fixtu
 
 from workbook import chart, envoy
 from workbook import served as served_mod
-from workbook.errors import AzureError, ConfigError
+from workbook.errors import ConfigError, KubernetesError
 from workbook.kube import client, proxy
 from workbook.kube.istio_flavour import (
     FlavourOverrides,
@@ -112,7 +112,7 @@ def test_detects_upstream_istio(kube: KubeFake) -> None:
 
 
 def test_no_istio_or_no_ingress_says_what_to_do(kube: KubeFake) -> None:
-    with pytest.raises(AzureError, match="no istiod in aks-istio-system"):
+    with pytest.raises(KubernetesError, match="no istiod in aks-istio-system"):
         detect_flavour(kube.api)
     kube.put(
         deployment(
@@ -120,14 +120,14 @@ def test_no_istio_or_no_ingress_says_what_to_do(kube: KubeFake) -> None:
         )
     )
     with pytest.raises(
-        AzureError, match="az aks mesh enable-ingress-gateway --ingress-gateway-type external"
+        KubernetesError, match="az aks mesh enable-ingress-gateway --ingress-gateway-type external"
     ):
         detect_flavour(kube.api)
 
 
 def test_an_addon_upgrade_in_progress_needs_a_choice(kube: KubeFake) -> None:
     addon_cluster(kube, ("asm-1-25", "asm-1-26"))
-    with pytest.raises(AzureError, match="revisions asm-1-25, asm-1-26"):
+    with pytest.raises(KubernetesError, match="revisions asm-1-25, asm-1-26"):
         detect_flavour(kube.api)
     chosen = detect_flavour(kube.api, namespace_labels={"istio.io/rev": "asm-1-25"})
     assert (chosen.revision, chosen.revisions) == ("asm-1-25", ("asm-1-25", "asm-1-26"))
@@ -352,7 +352,7 @@ def test_a_gateway_that_never_serves_the_weights_times_out_naming_it(kube: KubeF
     def sleep(s: float) -> None:
         now[0] += s
 
-    with pytest.raises(AzureError) as info:
+    with pytest.raises(KubernetesError) as info:
         proxy.wait_for_served_weights(
             kube.api, GATEWAY, NS, "scoring", {"stable": 70, "canary": 30},
             fetch=FakeProxies(envoy_dump(0), envoy_dump(0), lag=0),
@@ -367,7 +367,7 @@ def test_a_gateway_that_never_serves_the_weights_times_out_naming_it(kube: KubeF
 def test_no_ready_gateway_pod_is_an_error(kube: KubeFake) -> None:
     kube.put(gateway_pod("gw-a", ready=False))
     with pytest.raises(
-        AzureError,
+        KubernetesError,
         match=r"no ready ingress gateway pods aks-istio-ingress/\[istio=aks-istio-ingressgate",
     ):
         proxy.wait_for_served_weights(

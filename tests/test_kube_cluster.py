@@ -1,7 +1,7 @@
 """The k8s target against a fake Kubernetes API (kmock) and a fake Helm.
 
 The Kubernetes calls run for real against kmock and the tests read back what it stores. Helm
-cannot run against kmock (notes/helm.md), so ``FakeHelm`` stands in for it: it renders the same
+cannot run against kmock, so ``FakeHelm`` stands in for it: it renders the same
 chart with the values it is given and stores the objects in kmock, as a release would.
 """
 
@@ -19,7 +19,7 @@ import pytest
 from kmock_support import KubeFake, kube_fake  # noqa: F401  (the ``kube`` fixture)
 
 from workbook import canary, chart, envoy, operations
-from workbook.errors import AzureError, ConfigError, MeshError
+from workbook.errors import ConfigError, KubernetesError, MeshError
 from workbook.kube import client
 from workbook.kube.helm import HelmRelease, kubeconfig_path
 from workbook.kube.target import (
@@ -83,7 +83,7 @@ def test_verify_weight_succeeds_when_the_virtualservice_has_the_weights(kube: Ku
 
 def test_verify_weight_times_out_naming_the_virtualservice(kube: KubeFake) -> None:
     seed(kube, render(0))
-    with pytest.raises(AzureError) as err:
+    with pytest.raises(KubernetesError) as err:
         client.wait_for_weights(
             kube.api, NS, "scoring", {"stable": 90, "canary": 10}, timeout_s=0.2, interval_s=0.02
         )
@@ -109,7 +109,7 @@ def test_verify_weight_waits_for_a_late_update(kube: KubeFake) -> None:
 
 
 def test_verify_weight_when_the_virtualservice_is_missing(kube: KubeFake) -> None:
-    with pytest.raises(AzureError, match="the VirtualService does not exist"):
+    with pytest.raises(KubernetesError, match="the VirtualService does not exist"):
         client.wait_for_weights(
             kube.api, NS, "scoring", {"stable": 100}, timeout_s=0.05, interval_s=0.01
         )
@@ -168,7 +168,7 @@ def test_wait_for_rollout_times_out_naming_the_deployment(kube: KubeFake) -> Non
     seed(kube, docs)
     canary = next(d for d in docs if d["metadata"]["name"] == "scoring-canary")
     kube.put(rolled_out(canary, ready=False))
-    with pytest.raises(AzureError) as err:
+    with pytest.raises(KubernetesError) as err:
         client.wait_for_rollout(
             kube.api, NS, ["scoring-stable", "scoring-canary"], timeout_s=0.1, interval_s=0.02
         )
@@ -185,7 +185,7 @@ def test_wait_for_rollout_fails_fast_on_progress_deadline(kube: KubeFake) -> Non
     ]
     canary["status"]["updatedReplicas"] = 0
     kube.put(canary)
-    with pytest.raises(AzureError, match="scoring-canary: rollout failed: progress deadline"):
+    with pytest.raises(KubernetesError, match="scoring-canary: rollout failed: progress deadline"):
         client.wait_for_rollout(kube.api, NS, ["scoring-canary"], timeout_s=30, interval_s=0.02)
 
 
@@ -233,7 +233,7 @@ def test_pull_secret_of_another_type_is_an_error_without_the_password(kube: Kube
             "data": {"x": "eQ=="},
         }
     )
-    with pytest.raises(AzureError) as err:
+    with pytest.raises(KubernetesError) as err:
         client.ensure_pull_secret(kube.api, NS, "acr-pull", "r.azurecr.io", "u", "hunter2-SECRET")
     assert "Secret canary-demo/acr-pull: exists with type 'Opaque'" in str(err.value)
     assert "hunter2" not in str(err.value)
@@ -241,7 +241,7 @@ def test_pull_secret_of_another_type_is_an_error_without_the_password(kube: Kube
 
 def test_cluster_pull_secret_needs_credentials(kube: KubeFake, tmp_path: Path) -> None:
     cluster = make_cluster(kube, tmp_path, env={})
-    with pytest.raises(AzureError, match="set ACR_USERNAME and ACR_PASSWORD"):
+    with pytest.raises(KubernetesError, match="set ACR_USERNAME and ACR_PASSWORD"):
         cluster.ensure_pull_secret("r.azurecr.io")
     cluster = make_cluster(kube, tmp_path, env={"ACR_USERNAME": "u", "ACR_PASSWORD": "pw-1234"})
     assert cluster.ensure_pull_secret("r.azurecr.io") == "created"
@@ -556,7 +556,9 @@ def test_shift_fails_when_pods_do_not_roll_out(kube: KubeFake, tmp_path: Path) -
     cluster = make_cluster(kube, tmp_path, helm)
     operations.up(cluster, {})
     helm.ready = False
-    with pytest.raises(AzureError, match="Deployment canary-demo/scoring-stable: 0/1 replicas"):
+    with pytest.raises(
+        KubernetesError, match="Deployment canary-demo/scoring-stable: 0/1 replicas"
+    ):
         operations.shift(cluster, 10)
 
 
@@ -749,7 +751,7 @@ def test_kubeconfig_path(tmp_path: Path) -> None:
 def test_no_kubeconfig_is_a_clear_error(tmp_path: Path) -> None:
     settings = Settings(target="k8s", state_dir=tmp_path)
     cluster = KubernetesTarget(settings, env={"HOME": str(tmp_path)})
-    with pytest.raises(AzureError, match="az aks get-credentials"):
+    with pytest.raises(KubernetesError, match="az aks get-credentials"):
         _ = cluster.api
 
 
@@ -775,12 +777,12 @@ def test_kube_client_from_kubeconfig_reports_an_unreachable_api(tmp_path: Path) 
     settings = Settings(target="k8s", state_dir=tmp_path, kube_context="ctx")
     cluster = KubernetesTarget(settings, env=env)
     assert cluster.api.configuration.host == "https://127.0.0.1:1"
-    with pytest.raises(AzureError, match="the Kubernetes API could not be reached"):
+    with pytest.raises(KubernetesError, match="the Kubernetes API could not be reached"):
         cluster.traffic.gateway_url()
 
 
 def test_real_helm_sdk_reports_an_unreachable_cluster(tmp_path: Path) -> None:
-    """helm-python-sdk for real: with nothing listening, status and install fail as AzureError."""
+    """helm-python-sdk for real: with nothing listening, status and install are KubernetesErrors."""
     helm = HelmRelease(
         release="scoring",
         namespace=NS,
@@ -789,10 +791,10 @@ def test_real_helm_sdk_reports_an_unreachable_cluster(tmp_path: Path) -> None:
         timeout_s=5,
     )
     with pytest.raises(
-        AzureError, match=r"Helm release canary-demo/scoring: status: .*unreachable"
+        KubernetesError, match=r"Helm release canary-demo/scoring: status: .*unreachable"
     ):
         helm.status()
-    with pytest.raises(AzureError, match="Helm release canary-demo/scoring: install"):
+    with pytest.raises(KubernetesError, match="Helm release canary-demo/scoring: install"):
         helm.install({}, description="up")
 
 
@@ -811,9 +813,9 @@ def test_real_helm_sdk_reads_release_storage_from_the_fake_api(
     assert helm.history() == []
     paths = {str(r.url.path) for r in kube.emu._requests}
     assert f"/api/v1/namespaces/{NS}/secrets" in paths  # release records: Secrets in the namespace
-    with pytest.raises(AzureError, match=r"install failed .*failed to download openapi"):
+    with pytest.raises(KubernetesError, match=r"install failed .*failed to download openapi"):
         helm.install({}, description="up")
-    with pytest.raises(AzureError, match="has no deployed releases"):
+    with pytest.raises(KubernetesError, match="has no deployed releases"):
         helm.upgrade({"canary": {"weight": 10}}, description="shift")
     with pytest.raises(ConfigError, match=r"rollback: revision 2 does not exist; known: \[\]"):
         helm.rollback(2)

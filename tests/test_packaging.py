@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from workbook.apps import SCORING_DIR, scoring_apps
 from workbook.errors import ConfigError, RegistryError
-from workbook.packaging import (
-    SCORING_DIR,
+from workbook.local.packaging import (
     build_context,
     dummy_bias,
     dummy_model_source,
     ensure_demo_images,
     package_local,
-    scoring_apps,
 )
-from workbook.registry import LocalImageStore, LocalModelRegistry, ModelVersion, tree_digest
+from workbook.local.registry import LocalImageStore, LocalModelRegistry
+from workbook.registry import ModelVersion, tree_digest
 from workbook.settings import Settings, project_root
 
 

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from workbook import predictions as pr
+from workbook.apps import SCORING_DIR
 from workbook.errors import ConfigError
 from workbook.health import Limits
-from workbook.packaging import SCORING_DIR, dummy_bias
+from workbook.local.packaging import dummy_bias
 
 
 def dummy_score() -> ModuleType:

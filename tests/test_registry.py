@@ -8,11 +8,10 @@ from pathlib import Path
 import pytest
 
 from workbook.errors import ConfigError, RegistryError
+from workbook.local.registry import LocalImageStore, LocalModelRegistry
 from workbook.registry import (
     ImageRef,
     ImageStore,
-    LocalImageStore,
-    LocalModelRegistry,
     ModelRegistry,
     parse_image_ref,
     tree_digest,

@@ -10,17 +10,12 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from workbook.apps import SCORING_DIR, probe_payload, scoring_apps
 from workbook.azure.registry import AzureModelRegistry
 from workbook.azure.workspace import RegisteredModel
 from workbook.errors import ConfigError, RegistryError
-from workbook.packaging import (
-    SCORING_DIR,
-    ensure_demo_images,
-    ensure_safe_driver_images,
-    probe_payload,
-    scoring_apps,
-)
-from workbook.registry import LocalImageStore, LocalModelRegistry
+from workbook.local.packaging import ensure_demo_images, ensure_safe_driver_images
+from workbook.local.registry import LocalImageStore, LocalModelRegistry
 from workbook.safedriver import schema
 from workbook.safedriver.data import make_dataset
 from workbook.safedriver.publish import MODEL_NAME, register_models, sample_payload
@@ -332,7 +327,7 @@ def test_the_azure_image_config_carries_the_apps_files_and_requirements() -> Non
 
 def assert_staged(staged: Path, app: Path) -> None:
     """The source directory Model.package uploads: the app's files plus the shared modules."""
-    from workbook.packaging import SCORING_DIR, SHARED_MODULES
+    from workbook.apps import SCORING_DIR, SHARED_MODULES
 
     for f in (p for p in app.iterdir() if p.is_file()):
         assert (staged / f.name).read_bytes() == f.read_bytes(), f.name

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 from workbook import operations, traffic
+from workbook.apps import probe_payload
+from workbook.local.registry import LocalImageStore
 from workbook.local.target import LocalTarget
-from workbook.packaging import probe_payload
-from workbook.registry import LocalImageStore
 from workbook.safedriver.publish import MODEL_NAME
 from workbook.safedriver.train import load_booster
 from workbook.settings import Settings

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from workbook.packaging import SCORING_DIR, SHARED_MODULES, ensure_safe_driver_images
+from workbook.apps import SCORING_DIR, SHARED_MODULES
+from workbook.local.packaging import ensure_safe_driver_images
 from workbook.registry import ImageBundle
 from workbook.safedriver import schema
 from workbook.safedriver.data import make_dataset

@@ -19,8 +19,9 @@ from typing import Any
 
 import pytest
 
-from workbook.packaging import SCORING_DIR, dummy_model_source, package_local
-from workbook.registry import LocalImageStore, LocalModelRegistry
+from workbook.apps import SCORING_DIR
+from workbook.local.packaging import dummy_model_source, package_local
+from workbook.local.registry import LocalImageStore, LocalModelRegistry
 
 SCORE_PY = SCORING_DIR / "dummy" / "score.py"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from workbook import workspace
-from workbook.registry import LocalImageStore, LocalModelRegistry
+from workbook.local.registry import LocalImageStore, LocalModelRegistry
 from workbook.settings import Settings
 
 

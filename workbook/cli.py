@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from workbook import chart, operations, packaging
+from workbook import apps, chart, operations
 from workbook.canary import validate_weight
 from workbook.errors import ConfigError, WorkbookError
 from workbook.seam import Target
@@ -101,7 +101,7 @@ def cmd_probe(args: argparse.Namespace) -> None:
         args.n,
         concurrency=args.c,
         headers={**({"host": host} if host else {}), **headers},
-        payload=packaging.probe_payload(target.settings.scoring_app),
+        payload=apps.probe_payload(target.settings.scoring_app),
         show_progress=None if not args.json else False,
     )
     if args.json:

@@ -13,11 +13,11 @@ from typing import Any
 
 from workbook import (
     analysis,
+    apps,
     canary,
     faults,
     kiali,
     operations,
-    packaging,
     predictions,
     traffic,
 )
@@ -104,7 +104,7 @@ def _host(target: Target) -> dict[str, str]:
 
 def _payload(target: Target) -> dict[str, Any]:
     """One request body the deployed scoring app accepts."""
-    return packaging.probe_payload(target.settings.scoring_app)
+    return apps.probe_payload(target.settings.scoring_app)
 
 
 def _replay_rows(target: Target, n: int) -> list[Any]:
@@ -112,7 +112,7 @@ def _replay_rows(target: Target, n: int) -> list[Any]:
     app = target.settings.scoring_app
     if app == "dummy":
         return predictions.replay_inputs(n)
-    return list(packaging.probe_payload(app, n)["data"])
+    return list(apps.probe_payload(app, n)["data"])
 
 
 def run_stage(

@@ -11,8 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from workbook.errors import RegistryError
-from workbook.packaging import dummy_model_source, package_local, render_dockerfile
-from workbook.registry import LocalImageStore, LocalModelRegistry, ModelRegistry, ModelVersion
+from workbook.local.packaging import dummy_model_source, package_local, render_dockerfile
+from workbook.local.registry import LocalImageStore, LocalModelRegistry
+from workbook.registry import ModelRegistry, ModelVersion
 from workbook.settings import Settings
 
 

@@ -47,9 +47,9 @@ def scoring_source(scoring_dir: str | Path | None = None, scoring_app: str = "du
 
 def staged_source(source: Path) -> Path:
     """The app's folder plus the modules every app imports from next to its ``score.py``
-    (``workbook.packaging.SHARED_MODULES``), staged in a new folder that ``Model.package``
+    (``workbook.local.packaging.SHARED_MODULES``), staged in a new folder that ``Model.package``
     uploads as the source directory; an already staged folder is returned as it is."""
-    from workbook.packaging import SCORING_DIR, SHARED_MODULES
+    from workbook.apps import SCORING_DIR, SHARED_MODULES
 
     if all((source / m).is_file() for m in SHARED_MODULES):
         return source

@@ -2,7 +2,7 @@
 
 Objects go in and come out as plain dicts (the API's own JSON), so tests run these functions
 against a fake API server (kmock) and assert on what it stores. Every call carries a request
-timeout; every wait has a deadline and fails with an ``AzureError`` naming the object.
+timeout; every wait has a deadline and fails with an ``KubernetesError`` naming the object.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from workbook import istio, kinds
-from workbook.errors import AzureError
+from workbook.errors import KubernetesError
 
 T = TypeVar("T")
 
@@ -60,15 +60,15 @@ def _api_message(exc: ApiException) -> str:
     return " ".join(text.split())[:300]
 
 
-def _as_error(exc: BaseException, obj: str, verb: str) -> AzureError:
+def _as_error(exc: BaseException, obj: str, verb: str) -> KubernetesError:
     if isinstance(exc, ApiException):
         hint = {
             401: "; the kubeconfig credentials were refused (run `az aks get-credentials` again)",
             403: "; the kubeconfig user lacks RBAC permission for this",
             404: "; the resource type may be missing (is Istio installed?)",
         }.get(exc.status or 0, "")
-        return AzureError(f"{obj}: {verb} failed: {exc.status} {_api_message(exc)}{hint}")
-    return AzureError(
+        return KubernetesError(f"{obj}: {verb} failed: {exc.status} {_api_message(exc)}{hint}")
+    return KubernetesError(
         f"{obj}: {verb} failed: the Kubernetes API could not be reached ({type(exc).__name__}); "
         "check KUBECONFIG, the context (WORKBOOK_KUBE_CONTEXT) and network access to the "
         "API server"
@@ -76,7 +76,7 @@ def _as_error(exc: BaseException, obj: str, verb: str) -> AzureError:
 
 
 def call(fn: Callable[[], T], obj: str, verb: str) -> T:
-    """One API call; failures become ``AzureError`` naming the object and what to check."""
+    """One API call; failures become ``KubernetesError`` naming the object and what to check."""
     try:
         return fn()
     except (ApiException, Urllib3Error, OSError) as exc:
@@ -89,7 +89,7 @@ def _json(response: Any) -> dict[str, Any]:
 
 
 def _read(fn: Callable[[], Any], obj: str) -> dict[str, Any] | None:
-    """A read that returns None for 404 and raises ``AzureError`` for anything else."""
+    """A read that returns None for 404 and raises ``KubernetesError`` for anything else."""
     try:
         return _json(fn())
     except ApiException as exc:
@@ -251,7 +251,7 @@ def wait_for_weights(
         got = f"it has no http route named {route!r}"
     else:
         got = f"route {route!r} has weights {seen}"
-    raise AzureError(
+    raise KubernetesError(
         f"{obj}: expected weights {dict(expected)} but after {timeout_s:g}s {got}; "
         "the release did not take effect (an applied object or another controller may "
         f"override it: kubectl -n {namespace} get virtualservice {name} -o yaml)"
@@ -294,7 +294,7 @@ def wait_for_rollout(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> None:
-    """Wait until every named Deployment has rolled out; else ``AzureError`` naming the laggards."""
+    """Wait until every named Deployment has rolled out; else ``KubernetesError`` naming them."""
     deadline = clock() + timeout_s
     pending: dict[str, str] = {}
     while True:
@@ -307,7 +307,7 @@ def wait_for_rollout(
             done, why = rollout_state(dep)
             if not done:
                 if why.startswith("progress deadline"):
-                    raise AzureError(
+                    raise KubernetesError(
                         f"{ref('Deployment', namespace, name)}: rollout failed: {why} "
                         f"(kubectl -n {namespace} describe deployment {name})"
                     )
@@ -317,7 +317,7 @@ def wait_for_rollout(
         sleep(interval_s)
     if pending:
         detail = "; ".join(f"{ref('Deployment', namespace, n)}: {w}" for n, w in pending.items())
-        raise AzureError(
+        raise KubernetesError(
             f"not rolled out after {timeout_s:g}s: {detail} "
             f"(kubectl -n {namespace} get pods; describe the pods for pull or probe errors)"
         )
@@ -441,7 +441,7 @@ def ensure_pull_secret(
         )
         return "created"
     if current.get("type") != "kubernetes.io/dockerconfigjson":
-        raise AzureError(
+        raise KubernetesError(
             f"{obj}: exists with type {current.get('type')!r}, not kubernetes.io/dockerconfigjson; "
             "delete it or set imagePullSecrets to another name"
         )

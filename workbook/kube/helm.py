@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from workbook.deadline import DeadlineExceeded, call_with_deadline
-from workbook.errors import AzureError, ChartError, ConfigError
+from workbook.errors import ChartError, ConfigError, KubernetesError
 
 T = TypeVar("T")
 
@@ -75,7 +75,7 @@ def _with_deadline(fn: Callable[[], T], timeout_s: float, what: str) -> T:
     try:
         return call_with_deadline(fn, timeout_s, f"helm: {what}")
     except DeadlineExceeded:
-        raise AzureError(f"{what}: no answer from the cluster within {timeout_s:g}s") from None
+        raise KubernetesError(f"{what}: no answer from the cluster within {timeout_s:g}s") from None
 
 
 class HelmRelease:
@@ -135,18 +135,18 @@ class HelmRelease:
         if isinstance(exc, (helm.HelmChartLoadError, helm.HelmChartInvalidError)):
             return ChartError(f"{self.name}: {verb}: chart {self.chart_dir}: {detail}")
         if isinstance(exc, helm.HelmKubeError):
-            return AzureError(
+            return KubernetesError(
                 f"{self.name}: {verb}: {detail}; check KUBECONFIG, the context "
                 "(WORKBOOK_KUBE_CONTEXT) and `kubectl cluster-info`"
             )
         if isinstance(exc, helm.HelmCancelledError):
-            return AzureError(f"{self.name}: {verb} did not finish within {self.timeout_s}s")
+            return KubernetesError(f"{self.name}: {verb} did not finish within {self.timeout_s}s")
         if isinstance(exc, helm.HelmReleaseError) and verb in ("install", "upgrade"):
-            return AzureError(
+            return KubernetesError(
                 f"{self.name}: {verb} failed (Helm undoes what it changed): {detail} "
                 f"(kubectl -n {self.namespace} get events --sort-by=.lastTimestamp)"
             )
-        return AzureError(f"{self.name}: {verb} failed: {detail}")
+        return KubernetesError(f"{self.name}: {verb} failed: {detail}")
 
     def _act(self, verb: str, fn: Callable[[Any], T]) -> T:
         """A write action, cancelled through a HelmContext past its timeout plus a grace minute."""

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from workbook.errors import AzureError, ConfigError
+from workbook.errors import ConfigError, KubernetesError
 
 FLAVOURS = ("addon", "upstream")
 
@@ -147,7 +147,7 @@ def choose_revision(
     current = (namespace_labels or {}).get(REVISION_LABEL, "")
     if current in revisions:
         return current
-    raise AzureError(
+    raise KubernetesError(
         f"istiod runs revisions {', '.join(revisions)} (an upgrade in progress?): set the "
         "revision to inject with (WORKBOOK_ISTIO_REVISION / --istio-revision), or label the "
         "namespace istio.io/rev=<revision>"
@@ -201,7 +201,7 @@ def detect_flavour(
     revision: str = "",
 ) -> IstioFlavour:
     """The cluster's Istio: the add-on when istiod runs in ``aks-istio-system``, else upstream
-    when it runs in ``istio-system``; AzureError saying what to install or set otherwise."""
+    when it runs in ``istio-system``; KubernetesError saying what to install or set otherwise."""
     addon = istiod_revisions(_list(api, ADDON_SYSTEM_NAMESPACE, "Deployment"))
     if addon:
         revision = choose_revision(addon, namespace_labels, revision)
@@ -219,7 +219,7 @@ def detect_flavour(
                     tuple(addon),
                 )
         wanted = addon_ingress or "external"
-        raise AzureError(
+        raise KubernetesError(
             f"AKS Istio add-on (revision {revision}) has no {wanted} ingress gateway: no Service "
             f"{ADDON_INGRESS_NAMESPACE}/{ADDON_INGRESS[wanted]}; run `az aks mesh "
             f"enable-ingress-gateway --ingress-gateway-type {wanted} -g <rg> -n <cluster>`"
@@ -229,7 +229,7 @@ def detect_flavour(
         revision = choose_revision(upstream, namespace_labels, revision)
         svc = _named(_list(api, UPSTREAM_NAMESPACE, "Service"), UPSTREAM_INGRESS)
         if svc is None:
-            raise AzureError(
+            raise KubernetesError(
                 f"Istio (istiod in {UPSTREAM_NAMESPACE}) has no Service "
                 f"{UPSTREAM_NAMESPACE}/{UPSTREAM_INGRESS}; install the ingress gateway "
                 "(istioctl install --set profile=default) or set WORKBOOK_GATEWAY_SERVICE and "
@@ -243,7 +243,7 @@ def detect_flavour(
             ingress_selector(svc) or {"istio": "ingressgateway"},
             tuple(upstream),
         )
-    raise AzureError(
+    raise KubernetesError(
         f"no istiod in {ADDON_SYSTEM_NAMESPACE} (AKS Istio add-on) or {UPSTREAM_NAMESPACE} "
         "(upstream Istio): enable the add-on (`az aks mesh enable -g <rg> -n <cluster>`), install "
         "Istio, or set the flavour (WORKBOOK_ISTIO=addon|upstream)"

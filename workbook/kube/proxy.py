@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbook import served
-from workbook.errors import AzureError
+from workbook.errors import KubernetesError
 from workbook.served import WEIGHTED_ROUTE, as_percent
 
 #: Envoy's admin port in an Istio proxy (pilot-agent starts Envoy with it, on localhost).
@@ -142,14 +142,14 @@ def port_forward_config_dump(
         finally:
             pf.close()
     except Exception as exc:  # the stream layer raises websocket, API and socket errors alike
-        raise AzureError(
+        raise KubernetesError(
             f"{where}: could not read Envoy's config dump through a port-forward to {port} "
             f"({type(exc).__name__}: {exc}); the kubeconfig user needs pods/portforward in "
             f"{namespace}"
         ) from None
     status, body = parse_http_response(b"".join(chunks))
     if status != 200:
-        raise AzureError(f"{where}: Envoy admin {ROUTES_PATH} answered {status}")
+        raise KubernetesError(f"{where}: Envoy admin {ROUTES_PATH} answered {status}")
     return dict(json.loads(body))
 
 
@@ -187,7 +187,7 @@ def wait_for_served_weights(
 ) -> dict[str, dict[str, int]]:
     """Wait until every ready gateway pod serves ``expected`` (percent per subset) on ``route``.
 
-    Returns pod → served percent. AzureError when no gateway pod is ready, or when a pod still
+    Returns pod → served percent. KubernetesError when no gateway pod is ready, or when a pod still
     serves something else at the deadline (naming the pod, what it serves, and what to check).
     """
     want = {k: int(v) for k, v in expected.items() if int(v)}
@@ -202,7 +202,7 @@ def wait_for_served_weights(
         sleep(interval_s)
     obj = f"VirtualService {namespace}/{vs_name}"
     if not seen:
-        raise AzureError(
+        raise KubernetesError(
             f"{obj}: no ready {gateway.describe()} after {timeout_s:g}s; check the gateway "
             f"(kubectl -n {gateway.namespace} get pods) and the Gateway's selector"
         )
@@ -210,7 +210,7 @@ def wait_for_served_weights(
     detail = "; ".join(
         f"{p} serves {w if w is not None else 'no such route'}" for p, w in sorted(lagging.items())
     )
-    raise AzureError(
+    raise KubernetesError(
         f"{obj}: route {route!r} expected {want} at the ingress gateway, but after "
         f"{timeout_s:g}s {detail} (istiod has not pushed it: istioctl proxy-status; "
         f"istioctl proxy-config routes -n {gateway.namespace} <pod>)"

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from workbook import canary, chart
-from workbook.errors import AzureError, ConfigError
+from workbook.errors import ConfigError, KubernetesError
 from workbook.kube import client, proxy
 from workbook.kube.helm import HelmOps, HelmRelease, kubeconfig_path
 from workbook.kube.istio_flavour import FlavourOverrides, IstioFlavour, resolve_flavour
@@ -96,8 +96,8 @@ class KubeAPI:
                 kconfig.load_incluster_config(client_configuration=configuration)
                 return k8s.ApiClient(configuration)
         except kconfig.ConfigException as exc:
-            raise AzureError(f"kubeconfig {raw}: {exc}") from None
-        raise AzureError(
+            raise KubernetesError(f"kubeconfig {raw}: {exc}") from None
+        raise KubernetesError(
             f"no kubeconfig at {raw}: set KUBECONFIG, or run "
             "`az aks get-credentials --resource-group <rg> --name <cluster>`"
         )
@@ -201,7 +201,7 @@ class HelmReleases:
                 "rollback", "revision", f"must be a positive integer, got {revision!r}"
             )
         if self.helm.status() is None:
-            raise AzureError(f"{self.name}: not installed; nothing to roll back")
+            raise KubernetesError(f"{self.name}: not installed; nothing to roll back")
         self.helm.rollback(revision)
         summary = self.helm.status() or {}
         values = self.helm.get_values()
@@ -215,7 +215,7 @@ class HelmReleases:
             revision = int(row.get("revision") or 0)
             try:
                 values = self.helm.get_values(revision)
-            except AzureError:
+            except KubernetesError:
                 values = {}
             out.append(self._release({**row, "manifest": ""}, values, ""))
         return out
@@ -227,7 +227,7 @@ class HelmReleases:
     def manifests(self) -> list[dict[str, Any]]:
         summary = self.helm.status()
         if summary is None:
-            raise AzureError(f"{self.name}: not installed; run `workbook up --target k8s`")
+            raise KubernetesError(f"{self.name}: not installed; run `workbook up --target k8s`")
         return parse_manifest(str(summary.get("manifest") or "")) or self.render(
             self.helm.get_values()
         )
@@ -297,7 +297,7 @@ class IngressTraffic:
             fetch=self.fetch,
         )
         if not seen:
-            raise AzureError(
+            raise KubernetesError(
                 f"no ready ingress gateway pod in {f.gateway_namespace} selected by "
                 f"{dict(f.gateway_selector)}; check `kubectl -n {f.gateway_namespace} get pods`"
             )
@@ -466,7 +466,7 @@ class KubernetesTarget:
         username = username or self.env.get("ACR_USERNAME", "")
         password = password or self.env.get("ACR_PASSWORD", "")
         if not username or not password:
-            raise AzureError(
+            raise KubernetesError(
                 f"Secret {self.settings.namespace}/{name}: set ACR_USERNAME and ACR_PASSWORD "
                 f"(e.g. a service principal with AcrPull on {registry}), or attach the registry "
                 "to the cluster with `az aks update --attach-acr` and skip the pull secret"

@@ -31,8 +31,8 @@ from workbook.files import read_json, write_json
 from workbook.local.gateway import Gateway
 from workbook.local.pods import PodManager, pod_spec
 from workbook.local.ports import free_port
+from workbook.local.registry import LocalImageStore
 from workbook.local.releases import ReleaseStore
-from workbook.registry import LocalImageStore
 from workbook.seam import Release
 from workbook.settings import Settings
 

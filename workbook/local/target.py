@@ -274,7 +274,7 @@ class LocalTarget:
         )
         if self.gateway_port:
             check_port_free(self.gateway_port, "gateway")
-        from workbook.packaging import ensure_demo_images
+        from workbook.local.packaging import ensure_demo_images
 
         ensure_demo_images(self.settings)
         self.api.spawn(self.gateway_port or 0)

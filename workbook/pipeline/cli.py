@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from workbook.errors import ConfigError
+from workbook.pipeline.template import SETTINGS_PARAMETERS
 from workbook.settings import TARGETS
 
 DEFAULT_PIPELINE = "azure-pipelines.yml"
@@ -28,13 +29,23 @@ def parse_parameters(items: list[str]) -> dict[str, Any]:
 
 
 def pipeline_parameters(items: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
-    """The ``-p`` values, with ``canaryWeights`` defaulting to the stage plan of the settings
-    (``WORKBOOK_STAGES``), so the stages a local run stamps out are the plan the notebooks read."""
+    """The ``-p`` values, with defaults from the settings (the environment) where the pipeline has
+    a parameter for them: ``canaryWeights`` from the stage plan (``WORKBOOK_STAGES``), so the
+    stages a local run stamps out are the plan the notebooks read; ``scoringApp`` and
+    ``canaryFault`` from ``WORKBOOK_SCORING_APP`` and ``WORKBOOK_CANARY_FAULT``."""
     from workbook.settings import Settings
 
     params = parse_parameters(items)
-    if not any(k.casefold() == STAGES_PARAMETER.casefold() for k in params):
-        params[STAGES_PARAMETER] = list(Settings.from_env(env).stages)
+    given = {k.casefold() for k in params}
+    settings = Settings.from_env(env)
+    defaults = {
+        STAGES_PARAMETER: list(settings.stages),
+        "scoringApp": settings.scoring_app,
+        "canaryFault": settings.canary_fault,
+    }
+    for name, value in defaults.items():
+        if name.casefold() not in given:
+            params[name] = value
     return params
 
 
@@ -78,7 +89,7 @@ def cmd_expand(args: argparse.Namespace) -> None:
         path,
         params,
         repo_root=workdir,
-        ignore_unknown=("target", STAGES_PARAMETER),
+        ignore_unknown=("target", *SETTINGS_PARAMETERS),
         predefined=compile_time_variables(workdir),
     )
     print(yaml.safe_dump(compiled.document, sort_keys=False, width=100), end="")

@@ -38,7 +38,7 @@ from workbook.files import write_atomic
 from workbook.pipeline import tasks
 from workbook.pipeline.expressions import Evaluator, to_text, truthy
 from workbook.pipeline.support import first_unsupported
-from workbook.pipeline.template import CompiledPipeline, compile_pipeline
+from workbook.pipeline.template import SETTINGS_PARAMETERS, CompiledPipeline, compile_pipeline
 from workbook.pipeline.variables import Command, Variables, env_name, mask, parse_command
 
 SUCCEEDED, WITH_ISSUES, FAILED = "succeeded", "succeededWithIssues", "failed"
@@ -1153,7 +1153,7 @@ def run_pipeline(
         path,
         params,
         repo_root=workdir,
-        ignore_unknown=("target", "canaryWeights"),
+        ignore_unknown=("target", *SETTINGS_PARAMETERS),
         predefined=compile_time_variables(workdir),
     )
     if run_id is None:

@@ -54,6 +54,10 @@ _ELSE = re.compile(r"^\$\{\{\s*else\s*\}\}$")
 _INSERT = re.compile(r"^\$\{\{\s*insert\s*\}\}$")
 _DIRECTIVE = re.compile(r"^\$\{\{\s*(each|if|elseif|else|insert)\b")
 
+#: Parameters a local run fills from the settings when not given (``workbook pipeline run``); a
+#: pipeline that does not declare them runs without them.
+SETTINGS_PARAMETERS = ("canaryWeights", "scoringApp", "canaryFault")
+
 
 def load_yaml(path: Path) -> Any:
     """One YAML document read the way the service reads it (all scalars strings)."""

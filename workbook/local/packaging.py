@@ -13,23 +13,14 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
+from workbook.apps import ENTRY_SCRIPT, SCORING_DIR, SHARED_MODULES, scoring_app_dir
 from workbook.errors import ConfigError, RegistryError
-from workbook.registry import (
-    ImageBundle,
-    ImageStore,
-    LocalImageStore,
-    LocalModelRegistry,
-    ModelRegistry,
-    ModelVersion,
-    parse_image_ref,
-)
+from workbook.local.registry import LocalImageStore, LocalModelRegistry
+from workbook.registry import ImageBundle, ImageStore, ModelRegistry, ModelVersion, parse_image_ref
 from workbook.settings import Settings
 
-SCORING_DIR = Path(__file__).resolve().parent / "scoring"
 DOCKERFILE_TEMPLATE = SCORING_DIR / "Dockerfile"
-ENTRY_SCRIPT = "score.py"
 REQUIREMENTS = "requirements.txt"
 #: Debian packages an app needs besides its pip requirements, one per line (e.g. LightGBM's wheel
 #: links the system OpenMP runtime, libgomp1, which slim base images may lack).
@@ -42,25 +33,8 @@ CONTEXT_ENTRY_SCRIPT = f"{CONTEXT_SRC}/{ENTRY_SCRIPT}"
 
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLACEHOLDER_RE = re.compile(r"\{\{([A-Z_]+)\}\}")
-#: Modules every scoring app imports from its own folder (stdlib only), copied next to score.py.
-SHARED_MODULES = ("fault_injection.py",)
 _SKIP = {"__pycache__", REQUIREMENTS, SYSTEM_PACKAGES}
 _DEB_NAME_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
-
-
-def scoring_apps() -> list[str]:
-    """The scoring apps shipped in ``workbook/scoring/`` (folders with a score.py)."""
-    return sorted(d.name for d in SCORING_DIR.iterdir() if (d / ENTRY_SCRIPT).is_file())
-
-
-def scoring_app_dir(name: str) -> Path:
-    """The folder of one scoring app, or a ConfigError listing the apps there are."""
-    folder = SCORING_DIR / name
-    if not re.fullmatch(r"[A-Za-z0-9_-]+", name) or not (folder / ENTRY_SCRIPT).is_file():
-        raise ConfigError(
-            "packaging", "scoring_app", f"must be one of {scoring_apps()}, got {name!r}"
-        )
-    return folder
 
 
 def system_packages(scoring_app: str) -> list[str]:
@@ -207,22 +181,6 @@ def dummy_model_source(version: str, dest: Path, *, name: str = "dummy") -> Path
     data = {"name": name, "version": version, "bias": dummy_bias(version)}
     path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return path
-
-
-def probe_payload(scoring_app: str, n_rows: int = 1) -> dict[str, Any]:
-    """A scoring request body the app accepts: what the traffic probe sends to it.
-
-    The dummy takes any rows of numbers (``traffic.DEFAULT_PAYLOAD``); safe-driver takes rows of
-    the Porto Seguro schema (synthetic drivers, the same for the same ``n_rows``).
-    """
-    scoring_app_dir(scoring_app)
-    if scoring_app == "safe-driver":
-        from workbook.safedriver.publish import sample_payload
-
-        return sample_payload(n_rows)
-    from workbook.traffic import DEFAULT_PAYLOAD
-
-    return {"data": [list(DEFAULT_PAYLOAD["data"][0]) for _ in range(n_rows)]}
 
 
 def ensure_demo_images(
