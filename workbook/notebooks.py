@@ -140,7 +140,12 @@ def one_line(error: BaseException, notebook: str = "") -> str:
 def _show_one_line(
     shell: Any, etype: type, value: BaseException, tb: Any, tb_offset: Any = None
 ) -> list[str]:
-    return [f"\x1b[0;31m{one_line(value)}\x1b[0m"]
+    """IPython's custom exception handler: the error as one red line. IPython only asks the
+    handler for the traceback lines, so it sends them itself (an ``error`` output, which fails the
+    cell, stops Run All and fails a papermill run)."""
+    stb = [f"\x1b[0;31m{one_line(value)}\x1b[0m"]
+    shell._showtraceback(etype, value, stb)
+    return stb
 
 
 def setup() -> None:
@@ -156,26 +161,31 @@ def setup() -> None:
 
 
 def history_table(target: Any) -> Any:
-    """The release history as a table (pandas): revision, status, versions and weights, what it
-    did. The audit trail of every rollout on this release."""
+    """The release history as a table (pandas), one row per revision: status, the stable and
+    canary versions, the canary's weight, what it did. The audit trail of every rollout."""
     import pandas as pd
 
+    from workbook import canary, operations
+
+    defaults = operations.defaults(target)
     rows = []
     for rel in target.releases.history():
-        values = rel.values or {}
-        stable, canary = values.get("stable") or {}, values.get("canary") or {}
-        on = canary.get("enabled", True) and bool(canary)
+        full = canary.merge(defaults, rel.values or {})
+        on = canary.canary_enabled(full)
         rows.append(
             {
                 "revision": rel.revision,
                 "status": rel.status,
-                "stable": stable.get("version", ""),
-                "canary": canary.get("version", "") if on else "-",
-                "canary weight": int(canary.get("weight", 0)) if on else 0,
+                "stable": canary.version_of(full, canary.STABLE),
+                "canary": canary.version_of(full, canary.CANARY) if on else "-",
+                "canary weight": canary.canary_weight(full) if on else 0,
                 "description": rel.description,
             }
         )
-    return pd.DataFrame(rows).set_index("revision") if rows else pd.DataFrame(rows)
+    table = pd.DataFrame(
+        rows, columns=["revision", "status", "stable", "canary", "canary weight", "description"]
+    )
+    return table.set_index("revision")
 
 
 def found_state(status: Any) -> str:
@@ -366,6 +376,7 @@ def _relative_paths(out: Path, src: Path) -> None:
     if meta:
         meta["input_path"] = f"notebooks/{src.name}"
         meta["output_path"] = out.name
+    coalesce_streams(nb)
     for cell in nb.cells:
         for output in cell.get("outputs", []):
             for field in ("text", "evalue"):
@@ -374,6 +385,34 @@ def _relative_paths(out: Path, src: Path) -> None:
             if "traceback" in output:
                 output["traceback"] = [machine_free(line) for line in output["traceback"]]
     nbformat.write(nb, out)
+
+
+_OVERWRITTEN = re.compile(r"[^\n]*\r(?=[^\n])")
+
+
+def coalesce_streams(nb: Any) -> None:
+    """Consecutive stream outputs of a cell as one, carriage returns applied, as a notebook shows
+    them: a progress bar leaves its last state, or nothing when it cleared itself."""
+    for cell in nb.get("cells", []):
+        merged: list[Any] = []
+        for output in cell.get("outputs", []):
+            last = merged[-1] if merged else None
+            if (
+                last is not None
+                and output.get("output_type") == "stream"
+                and last.get("output_type") == "stream"
+                and last.get("name") == output.get("name")
+            ):
+                last["text"] += output["text"]
+            else:
+                merged.append(output)
+        for output in merged:
+            if output.get("output_type") == "stream":
+                output["text"] = _OVERWRITTEN.sub("", output["text"]).replace("\r", "")
+        if "outputs" in cell:
+            cell["outputs"] = [
+                o for o in merged if o.get("output_type") != "stream" or o["text"].strip()
+            ]
 
 
 def machine_free(text: str) -> str:

@@ -66,12 +66,21 @@ def _next_interactive_run(key: str) -> None:
         _interactive_dir = None
 
 
+def _compact(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, default=str, ensure_ascii=False, separators=(", ", ": "))
+
+
 def summary(key: str, value: Any, limit: int = SHOWN_CHARS) -> str:
-    """One line for a recorded value: ``recorded stage: {"canary_weight": 10, ...}``."""
+    """One line for a recorded value: a stage's own line, ``key=value`` pairs for other records
+    (``recorded image: ref=..., digest=...``), cut at ``limit`` characters."""
     if isinstance(value, dict) and isinstance(value.get("line"), str):
         text = value["line"]
+    elif isinstance(value, dict):
+        text = ", ".join(f"{k}={_compact(v)}" for k, v in value.items())
     else:
-        text = json.dumps(value, default=str, ensure_ascii=False, separators=(", ", ": "))
+        text = _compact(value)
     line = f"recorded {key}: {text}"
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
