@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import sys
 import tempfile
 from pathlib import Path
@@ -22,7 +23,13 @@ import nbformat
 from nbclient import NotebookClient
 
 from workbook.local.target import LocalTarget
-from workbook.notebooks import KERNEL_ARGS, NOTEBOOKS, coalesce_streams, machine_free
+from workbook.notebooks import (
+    KERNEL_ARGS,
+    NOTEBOOK_ENV,
+    NOTEBOOKS,
+    coalesce_streams,
+    machine_free,
+)
 from workbook.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent / "notebooks"
@@ -32,14 +39,14 @@ ROOT = Path(__file__).resolve().parent.parent / "notebooks"
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 #: Cell metadata a run writes that says nothing about the notebook.
 VOLATILE_CELL_METADATA = ("execution", "collapsed", "scrolled")
-#: A loopback address with the port this run's gateway (or any server) happened to get.
-PORT = re.compile(r"(127\.0\.0\.1|localhost):\d{2,5}")
+#: A loopback address with the port this run's gateway happened to get (a free port).
+PORT = re.compile(r"127\.0\.0\.1:\d{2,5}")
 
 
 def _stable_text(value: Any) -> Any:
     """Strings with ports and machine paths made the same on every run, recursively."""
     if isinstance(value, str):
-        return PORT.sub(r"\1:PORT", machine_free(value))
+        return PORT.sub("127.0.0.1:PORT", machine_free(value))
     if isinstance(value, list):
         return [_stable_text(v) for v in value]
     if isinstance(value, dict):
@@ -54,6 +61,7 @@ def tidy(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
     for key in ("widgets", "papermill"):
         nb.metadata.pop(key, None)
     for cell in nb.cells:
+        cell.setdefault("id", secrets.token_hex(4))  # a new cell; kept on every later refresh
         for key in VOLATILE_CELL_METADATA:
             cell.metadata.pop(key, None)
         for output in cell.get("outputs", []):
@@ -75,6 +83,7 @@ def main() -> int:
                 run_dir = rollout / name
                 run_dir.mkdir(parents=True)
                 os.environ["WORKBOOK_RUN_DIR"] = str(run_dir)
+                os.environ[NOTEBOOK_ENV] = name
                 path = ROOT / f"{name}.ipynb"
                 nb = nbformat.read(path, as_version=4)
                 NotebookClient(

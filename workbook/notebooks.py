@@ -99,10 +99,15 @@ def run_folder(stem: str, root: Path | None = None) -> Path:
     return _unique(rollout_dir(stem, root) / f"{stem}-{dt.datetime.now():%H%M%S}")
 
 
+#: The notebook a papermill kernel runs (set by :func:`run_notebook`).
+NOTEBOOK_ENV = "WORKBOOK_NOTEBOOK"
+
+
 def kernel_notebook() -> str:
-    """The notebook this kernel runs for (Jupyter Server sets ``JPY_SESSION_NAME`` to its path),
-    as a stem such as ``04_shift_traffic``; ``notebook`` when unknown."""
-    name = Path(os.environ.get("JPY_SESSION_NAME", "")).name
+    """The notebook this kernel runs for, as a stem such as ``04_shift_traffic``: papermill runs
+    set ``WORKBOOK_NOTEBOOK``, Jupyter Server sets ``JPY_SESSION_NAME`` to the notebook's path;
+    ``notebook`` when neither is known."""
+    name = Path(os.environ.get(NOTEBOOK_ENV) or os.environ.get("JPY_SESSION_NAME", "")).name
     return name.removesuffix(".ipynb") or "notebook"
 
 
@@ -234,8 +239,9 @@ def run_notebook(
     check_parameters(name, parameters or {})
     run_dir.mkdir(parents=True, exist_ok=True)
     out = run_dir / src.name
-    env_before = os.environ.get("WORKBOOK_RUN_DIR")
+    env_before = {k: os.environ.get(k) for k in ("WORKBOOK_RUN_DIR", NOTEBOOK_ENV)}
     os.environ["WORKBOOK_RUN_DIR"] = str(run_dir.resolve())
+    os.environ[NOTEBOOK_ENV] = src.stem
     try:
         pm.execute_notebook(
             str(src),
@@ -249,19 +255,22 @@ def run_notebook(
             extra_arguments=list(KERNEL_ARGS),
         )
     except pm.PapermillExecutionError as e:
+        # a workbook error shows as one line (``setup``): that line is the message
+        shown = _strip_ansi(e.traceback[0]) if len(e.traceback or []) == 1 else ""
         err = NotebookError(
-            f"notebook {src.name} failed in cell {e.exec_count}: {e.ename}: "
-            f"{_strip_ansi(e.evalue)} (executed copy: {out})"
+            f"notebook {src.name} failed in cell {e.exec_count}: "
+            f"{shown or f'{e.ename}: {_strip_ansi(e.evalue)}'} (executed copy: {out})"
         )
         if e.ename in USAGE_ERRORS:
             err.exit_code = 2
         raise err from None
     finally:
         _relative_paths(out, src)  # while WORKBOOK_RUN_DIR still names this run
-        if env_before is None:
-            os.environ.pop("WORKBOOK_RUN_DIR", None)
-        else:
-            os.environ["WORKBOOK_RUN_DIR"] = env_before
+        for key, value in env_before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return out
 
 
