@@ -170,10 +170,7 @@ def stage_throughput(cluster: LocalTarget) -> dict[str, Any]:
     operations.shift(cluster, 50)
     runs = [
         traffic.probe(
-            operations.status(cluster).gateway_url + "/score",
-            1000,
-            concurrency=8,
-            show_progress=False,
+            operations.status(cluster).gateway_url + "/score", 1000, concurrency=8, show_progress=False
         )
         for _ in range(ROUNDS)
     ]
