@@ -172,3 +172,14 @@ def test_committed_notebooks_are_clean() -> None:
         checked = [c for c, t in zip(nb["cells"], tags, strict=True) if "nbval-check-output" in t]
         assert not any("NBVAL_" in "".join(c.get("source", "")) for c in nb["cells"])
         assert checked and all(c.get("outputs") for c in checked), f"{name}: no compared output"
+        # what JupyterLab writes for this environment's kernel, and nothing a run leaves behind:
+        # opening the notebook does not modify it, a refresh changes only what the run changed
+        from ipykernel.kernelspec import get_kernel_dict
+
+        assert nb["metadata"]["kernelspec"]["display_name"] == get_kernel_dict()["display_name"]
+        assert not any("execution" in c.get("metadata", {}) for c in nb["cells"]), name
+        assert "papermill" not in nb["metadata"] and "<Figure size" not in text
+    # the committed stage notebook shows its figures without being run
+    nb = json.loads((project_root() / "notebooks" / "04_shift_traffic.ipynb").read_text())
+    outputs = [o for c in nb["cells"] for o in c.get("outputs", [])]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
