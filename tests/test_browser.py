@@ -64,6 +64,7 @@ def _free_port() -> int:
 @pytest.fixture
 def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """JupyterLab on 127.0.0.1 over a copy of the notebooks, with its own state and runs."""
+    sync_playwright = _browser_or_skip()  # before anything starts
     root = tmp_path / "notebooks"
     root.mkdir()
     for name in ("03_deploy_helm", "04_shift_traffic"):
@@ -120,7 +121,13 @@ def lab(tmp_path: Path) -> Iterator[dict[str, Any]]:
                         "JupyterLab did not start: " + (tmp_path / "jupyterlab.log").read_text()
                     ) from None
                 time.sleep(0.5)
-        yield {"base": base, "token": token, "root": root, "runs": tmp_path / "runs"}
+        yield {
+            "base": base,
+            "token": token,
+            "root": root,
+            "runs": tmp_path / "runs",
+            "playwright": sync_playwright,
+        }
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)  # the server and the kernels it started
@@ -185,8 +192,7 @@ def _error_outputs(nb: dict[str, Any]) -> list[str]:
 
 
 def test_notebooks_03_and_04_in_jupyterlab_show_their_figures(lab: dict[str, Any]) -> None:
-    sync_playwright = _browser_or_skip()
-    with sync_playwright() as pw:
+    with lab["playwright"]() as pw:
         browser = pw.chromium.launch(
             executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS, timeout=60_000
         )
