@@ -138,8 +138,52 @@ def test_markdown_lists_every_link() -> None:
     assert len(lines) == 5
     assert all(line.startswith("- [") for line in lines)
     assert f"]({GRAPH})" in lines[0]
-    assert "[Workload `scoring-canary`](" in text
-    assert "[`VirtualService/scoring`](" in text
+    assert "[Workload scoring-canary](" in text
+    # Istio objects are plain link text: a code span inside a link does not read as a link
+    assert "[VirtualService scoring](" + out.istio["VirtualService/scoring"] + ")" in text
+    assert "`" not in text
+
+
+def test_markdown_says_when_no_kiali_answers() -> None:
+    out = kiali.links(BASE, "canary-demo", "scoring", [], ["Gateway/scoring-gateway"])
+    text = kiali.markdown(out, reachable=False, instead="the mesh graph above draws the same view")
+    first, *rest = text.strip().splitlines()
+    assert first.startswith("> **No Kiali answers at " + BASE)
+    assert "the mesh graph above draws the same view" in first
+    assert sum(line.startswith("- [") for line in rest) == 4
+    assert "No Kiali" not in kiali.markdown(out)
+
+
+def test_reachable_asks_the_status_endpoint() -> None:
+    import http.server
+    import socket
+    import threading
+
+    seen: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.path)
+            self.send_response(401)  # behind a login still counts as a Kiali that answers
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}/kiali"
+        assert kiali.reachable(base)
+        assert seen == ["/kiali/api/status"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        closed = s.getsockname()[1]
+    assert not kiali.reachable(f"http://127.0.0.1:{closed}/kiali", timeout_s=0.5)
 
 
 @pytest.mark.parametrize("bad", ["VirtualService", "/scoring", "VirtualService/"])

@@ -56,7 +56,18 @@ def test_stage_notebook_records_a_fitting_split(
     assert record.load("stage", tmp_path)["canary_weight"] == 25
     for fig in ("split-025.png", "latency-025.png", "mesh-025.png"):
         assert (tmp_path / fig).stat().st_size > 10_000
+    # the figures show inline in the executed notebook (what Jupyter and the pipeline show)
+    nb = nbformat.read(out, as_version=4)
+    shown = [o for c in nb.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(shown) >= 3
     text = out.read_text()
+    assert "<Figure size" not in text
+    shown_text = [
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+        for c in nb.cells
+        for o in c.get("outputs", [])
+    ]
+    assert sum(stage["line"] in t for t in shown_text) == 1  # the stage's line, shown once
     assert not ABSOLUTE.search(text), "executed notebook holds an absolute path"
     assert not SECRETS.search(text)
     assert_machine_free(text, tmp_path, use_mesh.settings.state_dir)
@@ -79,6 +90,19 @@ def test_stage_notebook_fails_when_the_canary_errs(use_mesh, tmp_path: Path) -> 
     assert_machine_free((tmp_path / "04_shift_traffic.ipynb").read_text(), tmp_path)
 
 
+def test_a_notebook_run_out_of_order_says_which_to_run_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WORKBOOK_STATE_DIR", str(tmp_path / "empty-state"))  # nothing deployed
+    with pytest.raises(notebooks.NotebookError, match="Run notebook 03_deploy_helm first") as err:
+        notebooks.run_notebook("04_shift_traffic", {"requests": 50}, run_dir=tmp_path / "run")
+    assert err.value.exit_code == 2
+    nb = nbformat.read(tmp_path / "run" / "04_shift_traffic.ipynb", as_version=4)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o["output_type"] == "error"]
+    assert len(errors) == 1 and len(errors[0]["traceback"]) == 1  # one line, no traceback
+    assert "Run notebook 03_deploy_helm first." in errors[0]["traceback"][0]
+
+
 def test_header_notebook_pins_every_request(use_mesh, tmp_path: Path) -> None:
     out = notebooks.run_notebook("05_header_routing", {"requests": 100}, run_dir=tmp_path)
     result = record.from_notebook(nbformat.read(out, as_version=4))["header_routing"]
@@ -86,7 +110,10 @@ def test_header_notebook_pins_every_request(use_mesh, tmp_path: Path) -> None:
     assert result["canary"]["counts"] == {"v2": 100}
 
 
-def test_nbval_replays_all_notebooks_against_a_fresh_mesh(tmp_path: Path) -> None:
+def test_nbval_replays_all_notebooks_against_a_fresh_mesh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = sorted(p.name for p in (project_root() / "notebooks").iterdir())
     env = dict(os.environ)
     env["WORKBOOK_STATE_DIR"] = str(tmp_path / "state")
     env["WORKBOOK_RUN_DIR"] = str(tmp_path / "run")
@@ -114,10 +141,23 @@ def test_nbval_replays_all_notebooks_against_a_fresh_mesh(tmp_path: Path) -> Non
             timeout=900,
             check=False,
         )
+        # 06 again on the promoted release: one clear line, what it found, the history shown
+        monkeypatch.setenv("WORKBOOK_STATE_DIR", str(tmp_path / "state"))
+        with pytest.raises(notebooks.NotebookError, match="there is no canary to promote"):
+            notebooks.run_notebook("06_promote_or_rollback", {}, run_dir=tmp_path / "again")
     finally:
         LocalTarget(Settings(state_dir=tmp_path / "state")).down()
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert re.search(r"\d+ passed", proc.stdout)
+    again = nbformat.read(tmp_path / "again" / "06_promote_or_rollback.ipynb", as_version=4)
+    shown = "".join(
+        str(o.get("text", "")) + str(o.get("data", {}).get("text/plain", ""))
+        for c in again.cells
+        for o in c.get("outputs", [])
+    )
+    assert "found revision" in shown and "no canary" in shown and "description" in shown
+    # nothing was written next to the notebooks
+    assert sorted(p.name for p in (project_root() / "notebooks").iterdir()) == before
 
 
 def test_committed_notebooks_are_clean() -> None:
@@ -132,3 +172,14 @@ def test_committed_notebooks_are_clean() -> None:
         checked = [c for c, t in zip(nb["cells"], tags, strict=True) if "nbval-check-output" in t]
         assert not any("NBVAL_" in "".join(c.get("source", "")) for c in nb["cells"])
         assert checked and all(c.get("outputs") for c in checked), f"{name}: no compared output"
+        # what JupyterLab writes for this environment's kernel, and nothing a run leaves behind:
+        # opening the notebook does not modify it, a refresh changes only what the run changed
+        from ipykernel.kernelspec import get_kernel_dict
+
+        assert nb["metadata"]["kernelspec"]["display_name"] == get_kernel_dict()["display_name"]
+        assert not any("execution" in c.get("metadata", {}) for c in nb["cells"]), name
+        assert "papermill" not in nb["metadata"] and "<Figure size" not in text
+    # the committed stage notebook shows its figures without being run
+    nb = json.loads((project_root() / "notebooks" / "04_shift_traffic.ipynb").read_text())
+    outputs = [o for c in nb["cells"] for o in c.get("outputs", [])]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3

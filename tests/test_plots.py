@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -305,3 +306,29 @@ def test_figures_are_not_registered_with_pyplot(stages: list[dict[str, Any]]) ->
     plots.latency_figure(stages)
     plots.mesh_graph_figure(gateway_stats(), namespace="canary-demo", app="scoring")
     assert plt.get_fignums() == before
+
+
+def _displayed(obj: Any) -> dict[str, Any]:
+    """What IPython's display machinery makes of ``obj`` (the bundle a notebook output holds)."""
+    from IPython.core.formatters import DisplayFormatter
+
+    data, _ = DisplayFormatter().format(obj)
+    return data
+
+
+@pytest.mark.parametrize("kind", ["split", "latency", "mesh"])
+def test_figures_display_inline_as_png(kind: str, stages: list[dict[str, Any]]) -> None:
+    # a cell that ends with the figure must show an image, not "<Figure size 650x500 ...>"
+    if kind == "split":
+        fig = plots.split_figure(stages)
+    elif kind == "latency":
+        fig = plots.latency_figure(stages)
+    else:
+        stats = {f"outbound|80|stable|{HOST}": {"upstream_rq_completed": 10}}
+        fig = plots.mesh_graph_figure(stats, namespace="canary-demo", app="scoring")
+    data = _displayed(fig)
+    png = data["image/png"]
+    raw = png if isinstance(png, bytes) else base64.b64decode(png)
+    assert raw.startswith(b"\x89PNG\r\n\x1a\n")
+    assert "<Figure size" not in data["text/plain"]
+    assert fig.axes[0].get_title() in data["text/plain"]

@@ -244,13 +244,22 @@ def _param(text: str) -> tuple[str, Any]:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    """One notebook through papermill into its own run folder; prints the one-line result."""
     from workbook import notebooks
 
     params = dict(_param(p) for p in args.param or [])
     params.setdefault("target", _settings(args).target)
-    run_dir = Path(args.run_dir or Path("runs") / notebooks.new_run_id())
-    out = notebooks.run_notebook(args.notebook, params, run_dir=run_dir)
-    print(f"executed {out}")
+    stem = notebooks.notebook_path(args.notebook).stem
+    notebooks.check_parameters(stem, params)  # bad input: exit 2 before any folder is made
+    run_dir = Path(args.run_dir) if args.run_dir else notebooks.run_folder(stem)
+    try:
+        out = notebooks.run_notebook(stem, params, run_dir=run_dir)
+    except notebooks.NotebookError:
+        if (run_dir / "records.json").is_file():
+            print(notebooks.result_line(run_dir / f"{stem}.ipynb"))
+        raise
+    print(notebooks.result_line(out))
+    print(f"executed notebook: {out}")
 
 
 def cmd_walkthrough(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """Kiali console links for the canary: graph, app, workloads, services and Istio config.
 
-Pure: a base URL and names in, URLs out. The paths and query parameters are the ones the Kiali
-console itself routes and writes (kiali/kiali ``frontend/src/routes.tsx``, ``app/History.tsx``
-``URLParam``, ``types/Graph.ts`` ``EdgeLabelMode``, ``components/Link/IstioObjectLink.tsx``):
+Pure but for :func:`reachable`: a base URL and names in, URLs out. The paths and query parameters
+are the ones the Kiali console itself routes and writes (kiali/kiali ``frontend/src/routes.tsx``,
+``app/History.tsx`` ``URLParam``, ``types/Graph.ts`` ``EdgeLabelMode``,
+``components/Link/IstioObjectLink.tsx``):
 
 - graph: ``/console/graph/namespaces/?namespaces=NS&graphType=versionedApp&edges=...&duration=S``
 - app, workload, service: ``/console/namespaces/NS/{applications|workloads|services}/NAME``
@@ -16,7 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.error import HTTPError, URLError
 from urllib.parse import quote, urlencode
+from urllib.request import urlopen
 
 from workbook.errors import ConfigError
 
@@ -159,13 +162,43 @@ def links(
     )
 
 
-def markdown(kiali: KialiLinks) -> str:
-    """A bullet list of the links, for notebooks and the pipeline summary."""
-    lines = [
+def reachable(base_url: str, timeout_s: float = 1.0) -> bool:
+    """Does a Kiali answer at ``base_url``? Asks its status endpoint (``GET <base>/api/status``,
+    kiali/kiali ``kiali_api.md``); any HTTP answer counts, a refused or silent port does not."""
+    try:
+        with urlopen(base_url.rstrip("/") + "/api/status", timeout=timeout_s):
+            return True
+    except HTTPError:
+        return True  # it answered (e.g. 401 behind a login)
+    except (URLError, OSError, ValueError):
+        return False
+
+
+def markdown(kiali: KialiLinks, *, reachable: bool = True, instead: str = "") -> str:
+    """A bullet list of the links, for notebooks and the pipeline summary.
+
+    ``reachable=False`` (no Kiali answers, as on the local target) puts a note first that says so
+    and names ``instead``, what shows the same view here (e.g. the local mesh graph); the links
+    stay, for a cluster that runs Kiali."""
+    lines = []
+    if not reachable:
+        console = kiali.graph.split("/console/", 1)[0]
+        lines += [
+            f"> **No Kiali answers at {console}**, so the links below lead nowhere here; they are"
+            " what a cluster's Kiali shows." + (f" Here, {instead}." if instead else ""),
+            "",
+        ]
+    lines += [
         f"- [Graph (versioned app, traffic distribution)]({kiali.graph})",
-        f"- [Application]({kiali.app})",
+        f"- [Application {_md(kiali.app.rsplit('/', 1)[-1])}]({kiali.app})",
     ]
-    lines += [f"- [Workload `{name}`]({url})" for name, url in kiali.workloads.items()]
-    lines += [f"- [Service `{name}`]({url})" for name, url in kiali.services.items()]
-    lines += [f"- [`{ref}`]({url})" for ref, url in kiali.istio.items()]
+    lines += [f"- [Workload {_md(name)}]({url})" for name, url in kiali.workloads.items()]
+    lines += [f"- [Service {_md(name)}]({url})" for name, url in kiali.services.items()]
+    lines += [f"- [{_md(ref.replace('/', ' '))}]({url})" for ref, url in kiali.istio.items()]
     return "\n".join(lines) + "\n"
+
+
+def _md(text: str) -> str:
+    """Link text with Markdown's special characters escaped (no code spans: a link that looks
+    like code is not seen as a link)."""
+    return "".join("\\" + c if c in "\\`*_[]<>" else c for c in text)

@@ -1,8 +1,10 @@
 """Figures for a canary rollout: split per stage, latency per version, and a Kiali-style mesh graph.
 
 Pure: stage dicts (``StageResult.to_dict()``) or gateway stats in, a matplotlib ``Figure`` out.
-Figures are built without pyplot (no global state, Agg-safe, shown once in Jupyter); only
-:func:`save` writes a file.
+Figures are built without pyplot (no global state, Agg-safe). Each is a :class:`NotebookFigure`,
+which carries its own Agg canvas and gives IPython a PNG (``_repr_png_``): a cell that ends with a
+figure shows it inline in JupyterLab, in papermill's executed notebooks and in nbconvert's HTML,
+whatever matplotlib backend the kernel has. Only :func:`save` writes a file.
 
 Which version is the canary: pass ``canary_version``. Otherwise it is the version whose configured
 weight equals the stage's ``canary_weight`` in every stage; if that leaves no single version (e.g.
@@ -11,12 +13,14 @@ one 50/50 stage), the second key of the first stage's ``weights`` (stable is lis
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from statistics import NormalDist
 from typing import Any
 
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch, Patch, Polygon
@@ -32,6 +36,30 @@ DPI = 110
 
 
 # ---------------------------------------------------------------- helpers
+
+
+class NotebookFigure(Figure):
+    """A ``Figure`` with an Agg canvas that renders itself as PNG for IPython's display.
+
+    IPython asks an object for ``_repr_png_`` when it shows it; a plain ``Figure`` built without
+    pyplot has none (only ``%matplotlib inline`` registers a PNG printer for figures), so a cell
+    showed ``<Figure size 650x500 with 1 Axes>``.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        FigureCanvasAgg(self)
+
+    def __repr__(self) -> str:
+        """The plain-text stand-in (what a terminal or a text-only viewer shows): the title."""
+        title = next((t for ax in self.axes if (t := ax.get_title())), "")
+        w, h = self.get_size_inches() * DPI
+        return f"[figure {w:.0f}x{h:.0f}px: {title}]" if title else f"[figure {w:.0f}x{h:.0f}px]"
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, dpi=DPI, format="png", bbox_inches="tight")
+        return buf.getvalue()
 
 
 def stage_label(stage: Mapping[str, Any]) -> str:
@@ -149,7 +177,7 @@ def split_figure(
 
     A stage that failed (split test or errors) gets a red band, red point edges and ``FAIL p=…``.
     """
-    fig = Figure(figsize=(max(6.5, 1.5 * len(stages) + 3.5), 5.0), layout="constrained")
+    fig = NotebookFigure(figsize=(max(6.5, 1.5 * len(stages) + 3.5), 5.0), layout="constrained")
     ax = fig.add_subplot()
     versions = versions_of(stages)
     canary = canary_of(stages, canary_version)
@@ -278,7 +306,7 @@ def latency_figure(
     stages: Sequence[Mapping[str, Any]], *, canary_version: str | None = None
 ) -> Figure:
     """p50 (solid) and p99 (light) latency per version per stage, grouped by stage."""
-    fig = Figure(figsize=(max(6.5, 1.5 * len(stages) + 3.5), 4.6), layout="constrained")
+    fig = NotebookFigure(figsize=(max(6.5, 1.5 * len(stages) + 3.5), 4.6), layout="constrained")
     ax = fig.add_subplot()
     versions = versions_of(stages)
     canary = canary_of(stages, canary_version)
@@ -454,7 +482,7 @@ def mesh_graph_figure(
     rows = edge_table(stats, versions=versions, host=f"{app}.{namespace}")
     total = sum(r["requests"] for r in rows)
     errors = sum(r["errors"] for r in rows)
-    fig = Figure(figsize=(9.5, max(3.8, 1.4 * len(rows) + 1.8)), layout="constrained")
+    fig = NotebookFigure(figsize=(9.5, max(3.8, 1.4 * len(rows) + 1.8)), layout="constrained")
     ax = fig.add_subplot()
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)

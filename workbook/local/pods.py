@@ -241,6 +241,8 @@ class PodManager:
             HOME=str(home),
             AZUREML_MODEL_DIR=str(bundle.model_dir_path),
             PYTHONUNBUFFERED="1",
+            # an image does not change once built: no __pycache__ written into the bundle
+            PYTHONDONTWRITEBYTECODE="1",
             POD_NAME=pod.name,
         )
         argv = [
