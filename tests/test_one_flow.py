@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,10 @@ pytestmark = [
 PATHS = {
     "demo": ["demo", "-n", str(REQUESTS), "--keep", "--json"],
     "walkthrough": ["walkthrough", "-n", str(REQUESTS), "--keep"],
-    "pipeline": ["pipeline", "run", "--target", "local", "-p", f"requests={REQUESTS}"],
+    "pipeline": [
+        *("pipeline", "run", "--target", "local", "--run-id", "pytest-one-flow"),
+        *("-p", f"requests={REQUESTS}"),
+    ],
 }
 
 
@@ -65,6 +69,25 @@ def end_state(state: Path, env: dict[str, str], cwd: Path) -> dict[str, Any]:
     }
 
 
+def pipeline_stages(run: Path) -> dict[str, str]:
+    """Stage → result of a local pipeline run; every stage that ran published its notebooks
+    and wrote its summary."""
+    saved = json.loads((run / "pipeline.json").read_text())
+    last = [s["name"] for s in saved["stages"] if s["result"] != "skipped"][-1]
+    summary = (run / last / "summary.md").read_text()
+    for stage in (s for s in saved["stages"] if s["name"].startswith("Shift_")):
+        if stage["result"] != "skipped":
+            weight = stage["name"].removeprefix("Shift_")
+            assert f"| {stage['name']} | {weight}% |" in summary, summary
+    results = {s["name"]: s["result"] for s in saved["stages"]}
+    for name, result in results.items():
+        if result == "skipped":
+            continue
+        assert list((run / name / "artifacts").glob("*/*.ipynb")), f"{name}: no notebook"
+        assert (run / name / "summary.md").is_file(), f"{name}: no summary"
+    return results
+
+
 def run_all(tmp_path: Path, fault: str) -> dict[str, dict[str, Any]]:
     env = {**os.environ, "WORKBOOK_STAGES": "20,60", "WORKBOOK_CANARY_FAULT": fault}
     env.pop("WORKBOOK_STATE_DIR", None)
@@ -82,8 +105,11 @@ def run_all(tmp_path: Path, fault: str) -> dict[str, dict[str, Any]]:
                 "stdout": proc.stdout[-3000:] + proc.stderr[-2000:],
                 **end_state(state, env_path, cwd),
             }
+            if name == "pipeline":
+                out[name]["stages"] = pipeline_stages(ROOT / "runs" / "pytest-one-flow")
         finally:
             workbook(state, "down", env=env_path, cwd=cwd)
+            shutil.rmtree(ROOT / "runs" / "pytest-one-flow", ignore_errors=True)
     return out
 
 
@@ -105,6 +131,12 @@ def test_a_healthy_canary_is_promoted_the_same_way_by_every_path(tmp_path: Path)
         "promote v2: canary retired",
     ]
     assert shapes["walkthrough"] == shapes["demo"] == shapes["pipeline"]
+    assert runs["pipeline"]["stages"] == {
+        **dict.fromkeys(
+            ["Package", "DeployCanary", "Shift_20", "Shift_60", "Promote"], "succeeded"
+        ),
+        "Rollback": "skipped",
+    }
 
 
 def test_a_failing_canary_is_rolled_back_the_same_way_by_every_path(tmp_path: Path) -> None:
@@ -123,7 +155,15 @@ def test_a_failing_canary_is_rolled_back_the_same_way_by_every_path(tmp_path: Pa
     assert outcome["outcome"] == "rolled_back"
     (stage,) = outcome["stages"]
     assert stage["weight"] == 20 and stage["verdict"] == "fail"
-    assert any("requests failed" in r for r in stage["reasons"])
+    assert any("canary fails more than stable" in r for r in stage["reasons"]), stage["reasons"]
+    assert runs["pipeline"]["stages"] == {
+        "Package": "succeeded",
+        "DeployCanary": "succeeded",
+        "Shift_20": "failed",
+        "Shift_60": "skipped",
+        "Promote": "skipped",
+        "Rollback": "succeeded",
+    }
     assert shapes["walkthrough"] == shapes["demo"] == shapes["pipeline"]
 
 

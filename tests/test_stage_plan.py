@@ -108,3 +108,23 @@ def test_pipeline_stages_run_the_steps_of_the_one_flow() -> None:
     for name, flow_steps in expected.items():
         notebooks = [n for step in flow_steps for n in flow.notebooks_of(step)]
         assert _stage_notebooks(by_name[name]) == notebooks, name
+
+
+def test_every_notebook_parameter_the_pipeline_passes_exists() -> None:
+    """A ``-p name`` the notebook does not declare would be injected and silently ignored."""
+    import papermill as pm
+
+    compiled = compile_pipeline(PIPELINE, {"target": "k8s"}, repo_root=ROOT)
+    scripts = []
+    for stage in compiled.stages:
+        for job in stage["jobs"]:
+            steps = (
+                job["strategy"]["runOnce"]["deploy"]["steps"] if "strategy" in job else job["steps"]
+            )
+            scripts += [str(s["script"]) for s in steps if "papermill" in str(s.get("script", ""))]
+    assert scripts
+    for script in scripts:
+        (notebook,) = re.findall(r"notebooks/(\w+)\.ipynb", script)[:1]
+        declared = pm.inspect_notebook(str(ROOT / "notebooks" / f"{notebook}.ipynb"))
+        for name in re.findall(r"-p (\w+) ", script):
+            assert name in declared, f"{notebook} has no parameter {name}"

@@ -184,9 +184,9 @@ def probe(
     bar = None
     callback: ProgressCallback | None = None
     if show_progress:
-        from tqdm import tqdm
+        from tqdm.auto import tqdm  # a widget in Jupyter, text in a terminal
 
-        bar = tqdm(total=n, unit="req", desc="probe", file=sys.stderr, leave=False)
+        bar = tqdm(total=n, unit="req", desc="probe", leave=False)
         callback = _bar_callback(bar)
     try:
         return run_sync(
