@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks import split_sequential
+from benchmarks import fault_rollback, split_sequential
 from workbook import operations, traffic
 from workbook.apps import probe_payload
 from workbook.local.gateway import envoy_binary
@@ -336,6 +336,8 @@ def render(results: dict[str, Any]) -> str:
     ]
     if "split" in results:
         lines += split_sequential.render(results["split"])
+    if "fault_rollback" in results:
+        lines += fault_rollback.render(results["fault_rollback"])
     if "safe_driver" in results:
         lines += render_scoring(results["safe_driver"])
     return "\n".join(lines)
@@ -368,6 +370,7 @@ def main(argv: list[str] | None = None) -> int:
     results["safe_driver"] = safe_driver_results()
     results["capacity"] = probe_capacity()
     results["split"] = split_sequential.measure()
+    results["fault_rollback"] = fault_rollback.measure()
     out = project_root() / "docs" / "benchmarks.md"
     out.write_text(render(results))
     print(out.read_text())

@@ -8,8 +8,9 @@ import pytest
 
 from workbook import operations, traffic
 from workbook.files import read_json
+from workbook.local.registry import IMAGE_METADATA
 from workbook.local.target import LocalTarget
-from workbook.registry import IMAGE_METADATA, tree_digest
+from workbook.registry import tree_digest
 
 pytestmark = pytest.mark.integration
 
