@@ -664,3 +664,18 @@ def test_a_secret_set_by_a_step_never_reaches_the_console(tmp_path: Path) -> Non
 def test_summary_labels_downloaded_artifacts_by_stage(folder: str, label: str) -> None:
     """Artifacts are named <stage>.<attempt> (pipelines/steps-publish.yml)."""
     assert summary.stage_label(folder) == label
+
+
+def test_the_stage_summary_row_gives_the_verdicts_reasons() -> None:
+    from workbook.pipeline.summary import split_row
+
+    failed = {
+        "canary_weight": 10,
+        "passed": False,
+        "reasons": ["canary fails more than stable: canary 5/100 vs stable 0/900"],
+        "split": {"weights": {"v1": 90, "v2": 10}, "shares": {"v1": 0.9, "v2": 0.1}},
+        "probe": {"total": 1000, "errors": 5},
+    }
+    row = split_row("Shift_10", failed)
+    assert row.endswith("| ❌ canary fails more than stable: canary 5/100 vs stable 0/900 |")
+    assert split_row("Shift_10", {**failed, "passed": True}).endswith("| ✅ passed |")

@@ -332,3 +332,34 @@ def test_figures_display_inline_as_png(kind: str, stages: list[dict[str, Any]]) 
     assert raw.startswith(b"\x89PNG\r\n\x1a\n")
     assert "<Figure size" not in data["text/plain"]
     assert fig.axes[0].get_title() in data["text/plain"]
+
+
+def test_predictions_figure_draws_both_versions_on_the_same_inputs() -> None:
+    stage = {
+        "canary_weight": 50,
+        "versions": {"stable": "v1", "canary": "v2"},
+        "predictions": {"stable": [0.1, 0.2, 0.25, 0.3], "canary": [0.6, 0.7, 0.75]},
+        "checks": {"predictions": {"passed": False, "reason": "predictions differ: PSI 5.7"}},
+    }
+    fig = plots.predictions_figure(stage)
+    gids = {p.get_gid() for ax in fig.axes for p in ax.patches}
+    assert {"scores:stable", "scores:canary"} <= gids
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert labels == ["v1 (stable), n=4", "v2 (canary), n=3"]
+    assert fig._repr_png_().startswith(b"\x89PNG")
+
+
+def test_verdict_rows_put_failed_checks_first() -> None:
+    from workbook import steps
+
+    stage = {
+        "checks": {
+            "split": {"passed": True, "reason": "split fits"},
+            "errors (probe)": {"passed": False, "reason": "canary fails more than stable"},
+        }
+    }
+    rows = steps.verdict_rows(stage)
+    assert [(r["check"], r["passed"]) for r in rows] == [
+        ("errors (probe)", False),
+        ("split", True),
+    ]

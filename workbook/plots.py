@@ -351,6 +351,50 @@ def latency_figure(
     return fig
 
 
+def predictions_figure(stage: Mapping[str, Any]) -> Figure:
+    """The distributions of both versions' scores on the same replayed inputs (a stage record's
+    ``predictions``): a legitimate model update moves them a little, a broken one a lot."""
+    fig = NotebookFigure(figsize=(6.5, 4.2), layout="constrained")
+    ax = fig.add_subplot()
+    scores = stage.get("predictions") or {}
+    versions = stage.get("versions") or {}
+    canary = versions.get("canary")
+    colors = _colors([versions.get(t, t) for t in ("stable", "canary")], canary)
+    bins = [i / 20 for i in range(21)]
+    for track in ("stable", "canary"):
+        values = [float(x) for x in scores.get(track) or []]
+        if not values:
+            continue
+        version = versions.get(track, track)
+        ax.hist(
+            values,
+            bins=bins,
+            alpha=0.55,
+            color=colors.get(version),
+            label=f"{version} ({track}), n={len(values)}",
+            gid=f"scores:{track}",
+        )
+    check = (stage.get("checks") or {}).get("predictions") or {}
+    if check.get("reason"):
+        ax.text(
+            0.5,
+            1.02,
+            str(check["reason"])[:110],
+            transform=ax.transAxes,
+            ha="center",
+            fontsize=7.5,
+            color=FAIL_COLOR if not check.get("passed") else "#4d4d4d",
+        )
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("predicted probability")
+    ax.set_ylabel("replayed inputs")
+    ax.set_title(f"Predictions on the same inputs at {stage_label(stage)}", pad=18)
+    ax.spines[["top", "right"]].set_visible(False)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8.5)
+    return fig
+
+
 # ---------------------------------------------------------------- mesh graph
 
 

@@ -5,6 +5,7 @@ pipeline all call these; ``workbook.flow`` orders them.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -44,6 +45,8 @@ class StageResult:
     versions: dict[str, str] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
     checks: dict[str, Any] = field(default_factory=dict)
+    #: Scores of the replayed inputs per track (``stable``, ``canary``) and their comparison.
+    predictions: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,7 +164,7 @@ def run_stage(
         )
         for track, version in tracks.items()
     }
-    compared = None
+    compared, scores = None, {}
     if len(tracks) == 2:
         replayed = traffic.replay(
             url,
@@ -173,6 +176,10 @@ def run_stage(
         compared = predictions.compare_replays(
             replayed[canary.STABLE].scores, replayed[canary.CANARY].scores
         )
+        scores = {
+            t: [round(float(x), 6) for x in replayed[t].scores if math.isfinite(float(x))]
+            for t in (canary.STABLE, canary.CANARY)
+        }
     seen = target.traffic.telemetry_since(mark, tracks)
     after = target.traffic.counters()
     check = analysis.check_split(probe.counts, weights, alpha=alpha)
@@ -200,7 +207,17 @@ def run_stage(
         versions=tracks,
         reasons=list(verdict.reasons) if not verdict.passed else [],
         checks=verdict.to_dict().get("checks", {}),
+        predictions=scores,
     )
+
+
+def verdict_rows(stage: dict[str, Any]) -> list[dict[str, Any]]:
+    """The verdict panel of a recorded stage: one row per check of the gate, failed ones first."""
+    rows = [
+        {"check": name, "passed": bool(c.get("passed")), "reason": str(c.get("reason", ""))}
+        for name, c in (stage.get("checks") or {}).items()
+    ]
+    return sorted(rows, key=lambda r: (r["passed"], r["check"]))
 
 
 def stats_delta(

@@ -83,7 +83,8 @@ def split_row(stage: str, result: dict[str, Any]) -> str:
     total = split.get("total", probe.get("total", ""))
     p_value = split.get("p_value")
     p_text = f"{float(p_value):.3g}" if isinstance(p_value, int | float) else "-"
-    verdict = "✅ fits" if result.get("passed") else "❌ does not fit"
+    reasons = "; ".join(str(r) for r in result.get("reasons") or [])
+    verdict = "✅ passed" if result.get("passed") else f"❌ {reasons or 'failed'}"
     return (
         f"| {stage} | {result.get('canary_weight')}% | {_pct(weights, 1) or '-'} | "
         f"{_pct(shares, 100) or '-'} | {total} | {probe.get('errors', '-')} | {p_text} | "
