@@ -124,9 +124,23 @@ def shift(target: Target, weight: Any, *, echo: Echo = _quiet) -> Release:
     return _deploy(target, canary.shift(current.values, defaults(target), w), current, echo)
 
 
-def promote(target: Target, *, echo: Echo = _quiet) -> Release:
-    """The canary becomes stable, in two revisions (see ``workbook.canary.promote``)."""
+def promote(target: Target, *, require_traffic: bool = False, echo: Echo = _quiet) -> Release:
+    """The canary becomes stable, in two revisions (see ``workbook.canary.promote``).
+
+    ``require_traffic``: refuse a canary that never took weighted traffic (``workbook.canary.
+    took_traffic``); the command line asks for it unless ``--force`` is given.
+    """
     current = _require_deployed(target, "promote")
+    if require_traffic and not canary.took_traffic(target.releases.history(), defaults(target)):
+        full = full_values(target, current.values)
+        canary.promote(current.values, defaults(target))  # no canary: its own error first
+        raise ConfigError(
+            "promote",
+            "canary.weight",
+            f"was 0% in every revision since canary {canary.version_of(full, canary.CANARY)} "
+            "was deployed: it took no traffic, so nothing says it works; shift traffic to it "
+            "first (`workbook shift 10`) or promote anyway with --force",
+        )
     first, second = canary.promote(current.values, defaults(target))
     rel = _deploy(target, first, current, echo)
     return _deploy(target, second, rel, echo)

@@ -1,0 +1,59 @@
+"""Bounds the local mesh keeps on a laptop, checked before anything starts (pure).
+
+Each replica is a real process (an azmlinfsrv with its own Python), so ``replicas: 1000`` would
+exhaust the machine; a cluster has its own quotas, a laptop has these.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from workbook.errors import ConfigError
+
+#: Most pods one track (Deployment) may run locally.
+MAX_REPLICAS_PER_TRACK = 8
+
+#: Largest request body the supervisor reads (JSON of chart values or applied objects).
+MAX_REQUEST_BYTES = 1024 * 1024
+
+# Kubernetes' rule for env var names without the relaxed-validation feature gate
+# (k8s.io/apimachinery pkg/util/validation/validation.go, IsEnvVarName: envVarNameFmt).
+ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
+
+
+def _track(deployment: dict[str, Any]) -> str:
+    labels = (deployment.get("spec", {}).get("template", {}).get("metadata", {}) or {}).get(
+        "labels"
+    ) or {}
+    return str(labels.get("track") or deployment.get("metadata", {}).get("name", "deployment"))
+
+
+def check_release(docs: list[dict[str, Any]], max_replicas: int = MAX_REPLICAS_PER_TRACK) -> None:
+    """Every Deployment asks for at most ``max_replicas`` pods and names its env vars validly.
+
+    Errors name the chart value (``canary.replicas``, ``stable.env[0].name``).
+    """
+    for d in (o for o in docs if isinstance(o, dict) and o.get("kind") == "Deployment"):
+        track = _track(d)
+        replicas = d.get("spec", {}).get("replicas", 1)
+        if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0:
+            raise ConfigError("values", f"{track}.replicas", f"must be 0..{max_replicas}")
+        if replicas > max_replicas:
+            raise ConfigError(
+                "values",
+                f"{track}.replicas",
+                f"must be at most {max_replicas} on the local target (each replica is a "
+                f"process), got {replicas}",
+            )
+        containers = d.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or []
+        for c in containers if isinstance(containers, list) else []:
+            for i, e in enumerate(c.get("env") or []):
+                name = e.get("name") if isinstance(e, dict) else None
+                if not isinstance(name, str) or not ENV_NAME.fullmatch(name):
+                    raise ConfigError(
+                        "values",
+                        f"{track}.env[{i}].name",
+                        f"must be letters, digits, '_', '-' or '.' (not starting with a digit), "
+                        f"got {name!r:.60}",
+                    )
