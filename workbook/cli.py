@@ -142,9 +142,8 @@ class _BoundedLoader(yaml.SafeLoader):
         try:
             if self.depth > MAX_YAML_DEPTH:
                 mark = self.peek_event().start_mark
-                raise yaml.YAMLError(
-                    f"nested deeper than {MAX_YAML_DEPTH} levels at line {mark.line + 1}"
-                )
+                problem = f"nested deeper than {MAX_YAML_DEPTH} levels"
+                raise yaml.composer.ComposerError(None, None, problem, mark)
             return super().compose_node(parent, index)
         finally:
             self.depth -= 1
@@ -488,9 +487,11 @@ def main(argv: list[str] | None = None) -> int:
     return int(code or 0)
 
 
-def _one_line(text: str) -> str:
-    """An error message on one line (values from the user may carry newlines)."""
-    return " ".join(text.split("\n"))
+def _one_line(text: str, limit: int = 600) -> str:
+    """An error message on one line of bounded length (values from the user may be huge or
+    carry newlines)."""
+    text = " ".join(text.split("\n"))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 if __name__ == "__main__":

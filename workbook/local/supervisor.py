@@ -184,7 +184,7 @@ class Supervisor:
                 namespace=self.settings.namespace,
                 chart_dir=self.settings.chart_dir,
             )
-            check_release(docs)
+            check_release(docs, values)
             manifest = yaml.safe_dump_all(docs, sort_keys=False)
             deployments = [d for d in docs if d.get("kind") == "Deployment"]
             istio.validate([d for d in docs if d.get("kind") in ISTIO_KINDS])

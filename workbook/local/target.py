@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -34,6 +35,7 @@ from workbook.errors import (
 from workbook.files import read_json
 from workbook.local.environ import PYTHON_CHILD, child_env
 from workbook.local.housekeeping import rotate
+from workbook.local.limits import check_release
 from workbook.local.ports import check_port_free
 from workbook.local.supervisor import TOKEN_HEADER, info_path, lock_path, mesh_dir, token_path
 from workbook.seam import Release, VersionStatus
@@ -64,14 +66,22 @@ def _is_supervisor(pid: int) -> bool:
 
 
 def check_state_dir(path: Path) -> None:
-    """The state dir is a folder we can write (or can be created): else a ConfigError naming it."""
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError("--state-dir", str(path), f"cannot be used: {probe} is not a folder")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise ConfigError("--state-dir", str(path), f"cannot be used: {probe} is read-only")
+    """The state dir is a folder we can write (created if missing): else a ConfigError naming it.
+
+    Tried for real (a temp file is written and removed), because permission bits say nothing
+    about a read-only file system, or to root.
+    """
+    if path.exists() and not path.is_dir():
+        raise ConfigError("--state-dir", str(path), "is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError("--state-dir", str(path), f"cannot be created: {e.strerror}") from None
+    try:
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise ConfigError("--state-dir", str(path), f"is not writable: {e.strerror}") from None
 
 
 class SupervisorAPI:
@@ -159,7 +169,6 @@ class SupervisorAPI:
         """Start the supervisor (it starts Envoy) and wait until it answers."""
         root = mesh_dir(self.settings)
         check_state_dir(root)
-        root.mkdir(parents=True, exist_ok=True)
         os.chmod(root, 0o700)
         raw = dataclasses.asdict(self.settings)
         raw = {k: (str(v) if isinstance(v, Path) else v) for k, v in raw.items()}
@@ -348,12 +357,14 @@ class LocalTarget:
                 f"(gateway {self.traffic.gateway_url()}); use `workbook upgrade`, `shift`, "
                 "or `workbook down` first"
             )
-        chart.render(
+        docs = chart.render(
             values,
             release=self.settings.release,
             namespace=self.settings.namespace,
             chart_dir=self.settings.chart_dir,
         )
+        check_release(docs, values)
+        check_state_dir(self.settings.state_dir)
         if self.gateway_port:
             check_port_free(self.gateway_port, "gateway")
         from workbook.packaging import ensure_demo_images
