@@ -62,7 +62,7 @@ def test_an_unwritable_history_refuses_before_anything_serves(tmp_path: Path) ->
     store = ReleaseStore(tmp_path)
     store.commit(store.begin({"n": 1}, "", "up"))
     (tmp_path / "00002.json").mkdir()  # the next record cannot be written (even as root)
-    with pytest.raises(MeshError, match="revision 2 could not be written.*nothing was changed"):
+    with pytest.raises(MeshError, match=r"revision 2 could not be written.*nothing was changed"):
         store.begin({"n": 2}, "", "shift")
     assert [r.revision for r in store.history()] == [1]
 
@@ -332,7 +332,7 @@ def test_took_traffic_reads_the_history_of_this_canary(
 def test_promote_of_a_canary_without_traffic_needs_force() -> None:
     target = FakeTarget()
     steps.deploy_canary(target)
-    with pytest.raises(ConfigError, match="took no traffic.*--force"):
+    with pytest.raises(ConfigError, match=r"took no traffic.*--force"):
         operations.promote(target, require_traffic=True)
     assert target.releases.deployed().description.startswith("deploy canary")
     operations.shift(target, 10)
