@@ -104,6 +104,17 @@ class SupervisorAPI:
             os.close(fd)
         return False
 
+    def wait_exited(self, timeout_s: float = 10.0) -> None:
+        """A supervisor that died is still releasing its lock while its threads exit (its main
+        thread already a zombie): wait for that, so ``up`` right after a crash starts anew."""
+        record = self._record() or {}
+        pid = int(record.get("pid", 0))
+        deadline = time.monotonic() + timeout_s
+        while self.supervisor_alive() and not (pid and _pid_alive(pid)):
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.05)
+
     def _record(self) -> dict[str, Any] | None:
         try:
             data = read_json(info_path(self.settings))
@@ -351,6 +362,8 @@ class LocalTarget:
 
     def prepare(self, values: dict[str, Any]) -> None:
         """Start the mesh for a first release: the values render, the images exist, port free."""
+        if not self.api.running():
+            self.api.wait_exited()
         if self.api.running() or self.api.supervisor_alive():
             raise AlreadyRunningError(
                 f"a local mesh already runs for {self.settings.state_dir} "
