@@ -394,24 +394,32 @@ class Supervisor:
     # ---- lifecycle -----------------------------------------------------------------------------
 
     async def watch_gateway(self) -> None:
-        """Restart Envoy with back-off if it dies; it reloads the xDS files on start."""
-        delay = 0.5
-        ticks = 0
+        """Restart Envoy as soon as it dies (it reloads the xDS files on start); back off only
+        when it dies within 1 s of a restart (a crash loop). Rotates the logs every 10 s."""
+        delay, last_restart = 0.0, 0.0
         while not self.stopping.is_set():
-            await asyncio.sleep(0.5)
-            ticks += 1
-            if ticks % 20 == 0:  # every 10 s: logs stay bounded while the mesh runs
-                self.rotate_logs()
-            if self.gateway.proc is not None and self.gateway.proc.returncode is not None:
-                log.warning("gateway exited with %s; restarting", self.gateway.proc.returncode)
-                await asyncio.sleep(delay)
+            proc = self.gateway.proc
+            if proc is not None and proc.returncode is None:
                 try:
-                    await self.gateway.start()
-                    self.gateway.restarts += 1
-                    delay = 0.5
-                except WorkbookError as e:
-                    log.error("gateway restart failed: %s", e)
-                    delay = min(delay * 2, 10)
+                    await asyncio.wait_for(asyncio.shield(proc.wait()), timeout=10)
+                except TimeoutError:
+                    self.rotate_logs()
+                    continue
+            if self.stopping.is_set():
+                return
+            log.warning("gateway exited with %s; restarting", proc.returncode if proc else None)
+            if time.monotonic() - last_restart < 1:  # dying again right away: back off
+                delay = min(max(delay * 2, 0.5), 10.0)
+                await asyncio.sleep(delay)
+            else:
+                delay = 0.0
+            last_restart = time.monotonic()
+            try:
+                await self.gateway.start()
+                self.gateway.restarts += 1
+                log.info("gateway live again in %.0f ms", 1000 * (time.monotonic() - last_restart))
+            except WorkbookError as e:
+                log.error("gateway restart failed: %s", e)
 
     def rotate_logs(self) -> None:
         root = mesh_dir(self.settings)
