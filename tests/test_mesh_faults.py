@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -346,3 +347,39 @@ def test_too_many_replicas_are_refused_before_anything_starts(mesh: LocalTarget)
         operations.upgrade(mesh, {"canary": {"replicas": 1000}})
     assert [p["pid"] for p in mesh.info()["pods"]] == pods_before
     assert_agree(mesh)
+
+
+def test_a_commit_that_cannot_be_written_undoes_the_gateway(mesh: LocalTarget) -> None:
+    """The history cannot take the ``deployed`` record after the gateway switched: the gateway
+    goes back to the previous revision, so history and gateway still agree."""
+    operations.shift(mesh, 10)
+    routes, clusters = mesh.traffic.served_routes(), mesh.traffic.served_clusters()
+    record = mesh_dir(mesh.settings) / "releases" / "00003.json"
+    errors: list[BaseException] = []
+
+    def release() -> None:  # a new canary template: new pods start, so the release takes seconds
+        try:
+            operations.upgrade(
+                mesh, {"canary": {"weight": 50, "env": [{"name": "X", "value": "1"}]}}
+            )
+        except BaseException as e:
+            errors.append(e)
+
+    worker = threading.Thread(target=release)
+    worker.start()
+    deadline = time.monotonic() + 60
+    while not (record.exists() and json.loads(record.read_text())["status"] == "pending"):
+        assert time.monotonic() < deadline and worker.is_alive(), errors
+        time.sleep(0.005)
+    record.unlink()
+    record.mkdir()  # written ahead, then the disk refuses the commit (even to root)
+    worker.join(120)
+    try:
+        assert errors and isinstance(errors[0], MeshError), errors
+        assert "could not be written" in str(errors[0])
+        assert mesh.traffic.served_routes() == routes
+        assert mesh.traffic.served_clusters() == clusters
+        assert_agree(mesh)
+        assert [r.revision for r in mesh.releases.history()] == [1, 2]
+    finally:
+        record.rmdir()
