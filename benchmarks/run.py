@@ -61,7 +61,7 @@ static_resources:
 def latency_overhead(cluster: LocalTarget) -> dict[str, Any]:
     """Same pod, same run: straight to the pod vs through the gateway pinned to its version."""
     st = operations.status(cluster)
-    pod = next(p for p in st.extra["pods"] if p["deployment"].endswith("-stable"))
+    pod = next(p for p in cluster.info()["pods"] if p["deployment"].endswith("-stable"))
     direct_url = f"http://127.0.0.1:{pod['port']}/score"
     gateway_url = st.gateway_url + "/score"
     direct, gateway = [], []

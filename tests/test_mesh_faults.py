@@ -187,6 +187,8 @@ def test_down_of_a_supervisor_that_does_not_stop_says_so_and_keeps_history(
     pid = supervisor_pid(mesh)
     os.kill(pid, signal.SIGSTOP)  # alive, holding its lock, answering nothing
     try:
+        with pytest.raises(MeshError, match="runs but does not answer"):
+            operations.shift(mesh, 10)  # not "nothing is deployed"
         with pytest.raises(MeshError, match=r"did not stop within 2 s.*history is kept"):
             mesh.api.stop(timeout_s=2)
         assert list((mesh_dir(mesh.settings) / "releases").glob("*.json"))

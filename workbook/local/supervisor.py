@@ -443,6 +443,8 @@ def routes(sup: Supervisor) -> web.RouteTableDef:
             data = json.loads(await request.read())
         except RecursionError:
             raise ConfigError("request body", "", "is nested too deeply") from None
+        except ValueError as e:  # bad JSON, bad UTF-8, an integer of thousands of digits
+            raise ConfigError("request body", "", f"is not valid JSON: {e}") from None
         if not isinstance(data, dict):
             raise ConfigError("request body", "", "must be a JSON object")
         return data

@@ -274,8 +274,8 @@ class LocalReleases:
         self.api = api
 
     def deployed(self) -> Release | None:
-        if not self.api.running():
-            return None
+        if not self.api.running() and not self.api.supervisor_alive():
+            return None  # (a supervisor that runs but does not answer: history() says so)
         for rel in reversed(self.history()):
             if rel.status == "deployed":
                 return rel
