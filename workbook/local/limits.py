@@ -19,8 +19,9 @@ MAX_REPLICAS_PER_TRACK = 8
 #: command line reads at most 1 MiB of YAML for ``apply -f``).
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 
-# Kubernetes' rule for env var names without the relaxed-validation feature gate
-# (k8s.io/apimachinery pkg/util/validation/validation.go, IsEnvVarName: envVarNameFmt).
+# Kubernetes' rule for env var names (k8s.io/apimachinery pkg/util/validation/validation.go,
+# IsEnvVarName / envVarNameFmt); the RelaxedEnvironmentVariableValidation gate would also allow
+# other printable characters, but never a control character such as a newline.
 ENV_NAME = re.compile(r"[-._a-zA-Z][-._a-zA-Z0-9]*")
 
 

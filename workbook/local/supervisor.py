@@ -215,12 +215,14 @@ class Supervisor:
     async def _undo(self, started: list[Any]) -> None:
         """After a failed release: stop its new pods and serve the previous objects again."""
         await self.pods.stop(started)
-        if self.objects:
-            try:
+        try:
+            if self.objects:
                 await self.gateway.push(self._translate(self.objects, self.pods.endpoints()))
-            except Exception as e:  # try again with the next resync; say so in the log
-                log.error("could not restore the previous configuration: %s", e)
-                await self._changed()
+            else:  # the first release failed: nothing is deployed, so nothing is served
+                await self.gateway.push(envoy.EnvoyConfig(clusters=[], routes=envoy.empty_routes()))
+        except Exception as e:  # try again with the next resync; say so in the log
+            log.error("could not restore the previous configuration: %s", e)
+            await self._changed()
         self._prune()
 
     def _prune(self) -> None:
