@@ -20,16 +20,21 @@ from typing import Any
 
 import yaml
 
+from benchmarks import split_sequential
 from workbook import operations, traffic
 from workbook.local.gateway import envoy_binary
 from workbook.local.ports import free_port
 from workbook.local.target import LocalTarget
+from workbook.packaging import probe_payload
 from workbook.settings import Settings, project_root
 
 ROUNDS = 3
 LATENCY_N = 1500
 SHIFTS = 10
 RESTARTS = 5
+#: safe-driver scoring: requests per round for single rows and for batches of 100 rows.
+SCORING_N = {1: 600, 100: 150}
+SCORING_CONCURRENCY = (1, 4)
 
 
 DIRECT_BOOTSTRAP = """
@@ -226,6 +231,86 @@ def stage_throughput(cluster: LocalTarget) -> dict[str, Any]:
     }
 
 
+def safe_driver_scoring(cluster: LocalTarget) -> dict[str, Any]:
+    """safe-driver pods (LightGBM, 1 sync worker, 1 thread): straight to the stable pod's
+    azmlinfsrv vs through the gateway pinned to it, single rows and batches of 100."""
+    st = operations.status(cluster)
+    pod = next(p for p in st.extra["pods"] if p["deployment"].endswith("-stable"))
+    urls = {
+        "direct": f"http://127.0.0.1:{pod['port']}/score",
+        "gateway": st.gateway_url + "/score",
+    }
+    pin = {"x-model-version": "stable"}
+    out: dict[str, Any] = {"rounds": ROUNDS, "load_before": os.getloadavg()[0]}
+    for rows, n in SCORING_N.items():
+        payload = probe_payload("safe-driver", rows)
+        for c in SCORING_CONCURRENCY:
+            runs: dict[str, list[traffic.ProbeResult]] = {"direct": [], "gateway": []}
+            for _ in range(ROUNDS):  # interleaved so both see the same machine load
+                for path, url in urls.items():
+                    headers = pin if path == "gateway" else None
+                    runs[path].append(
+                        traffic.probe(
+                            url,
+                            n,
+                            concurrency=c,
+                            headers=headers,
+                            payload=payload,
+                            show_progress=False,
+                        )
+                    )
+            cell: dict[str, Any] = {"n_per_round": n}
+            for path, results in runs.items():
+                cell[path] = {
+                    "rps": statistics.median(r.rps for r in results),
+                    "p50_ms": statistics.median(r.latency_ms["p50"] for r in results),
+                    "p99_ms": statistics.median(r.latency_ms["p99"] for r in results),
+                    "errors": sum(r.errors for r in results),
+                }
+            cell["throughput_ratio"] = cell["gateway"]["rps"] / cell["direct"]["rps"]
+            out[f"rows_{rows}_c{c}"] = cell
+    return out
+
+
+def render_scoring(sd: dict[str, Any]) -> list[str]:
+    lines = [
+        "## safe-driver scoring: requests per second per worker, direct and through the gateway",
+        "",
+        '`workbook up` with the safe-driver app (`Settings.for_app("safe-driver")`): LightGBM pods,',
+        "azmlinfsrv with 1 sync worker and 1 LightGBM/OpenMP thread each. Per table row,",
+        f"{sd['rounds']} interleaved rounds: straight to the stable pod's azmlinfsrv, and through the",
+        "gateway pinned to it with `x-model-version: stable`. Rows per request: 1 (one driver) or",
+        "100 (a batch); predictions per second = requests/s x rows. Client, Envoy and the pod share",
+        "the machine's cores (through the gateway three busy processes, direct two), so the ratio",
+        f"is a floor; 1-minute load average when the section started: {sd['load_before']:.1f}.",
+        "",
+        "| rows | clients | direct req/s | gateway req/s | gateway/direct | direct p50 / p99 | gateway p50 / p99 | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for rows in SCORING_N:
+        for c in SCORING_CONCURRENCY:
+            x = sd[f"rows_{rows}_c{c}"]
+            d, g = x["direct"], x["gateway"]
+            lines.append(
+                f"| {rows} | {c} | {d['rps']:.0f} | {g['rps']:.0f} | {x['throughput_ratio']:.2f} | "
+                f"{d['p50_ms']:.1f} / {d['p99_ms']:.1f} ms | {g['p50_ms']:.1f} / {g['p99_ms']:.1f} ms | "
+                f"{d['errors'] + g['errors']} |"
+            )
+    lines.append("")
+    return lines
+
+
+def safe_driver_results() -> dict[str, Any]:
+    """A local mesh of the safe-driver app (v1 stable, v2 canary), measured, then stopped."""
+    with tempfile.TemporaryDirectory(prefix="workbook-bench-sd-") as tmp:
+        cluster = LocalTarget(Settings(state_dir=Path(tmp)).for_app("safe-driver"))
+        operations.up(cluster, {})
+        try:
+            return safe_driver_scoring(cluster)
+        finally:
+            cluster.down()
+
+
 def render(results: dict[str, Any]) -> str:
     lat, sh, cap, st = (results[k] for k in ("latency", "shift", "capacity", "stage"))
     rs = results["restart"]
@@ -306,11 +391,19 @@ def render(results: dict[str, Any]) -> str:
         f"{st['errors']} errors.",
         "",
     ]
+    if "split" in results:
+        lines += split_sequential.render(results["split"])
+    if "safe_driver" in results:
+        lines += render_scoring(results["safe_driver"])
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    if (argv or sys.argv[1:]) == ["restart"]:  # only the restart figures, nothing written
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--only", "scoring"]:  # just the safe-driver section, printed, docs untouched
+        print("\n".join(render_scoring(safe_driver_results())))
+        return 0
+    if args == ["--only", "restart"]:  # just the gateway restart figures, printed
         with tempfile.TemporaryDirectory(prefix="workbook-bench-") as tmp:
             cluster = LocalTarget(Settings(state_dir=Path(tmp)))
             operations.up(cluster, {})
@@ -319,13 +412,19 @@ def main(argv: list[str] | None = None) -> int:
             finally:
                 cluster.down()
         return 0
+    if args:
+        print("usage: python -m benchmarks.run [--only scoring|restart]", file=sys.stderr)
+        return 2
     with tempfile.TemporaryDirectory(prefix="workbook-bench-") as tmp:
         cluster = LocalTarget(Settings(state_dir=Path(tmp)))
         operations.up(cluster, {})
         try:
             results = {
                 "when": dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
-                "machine": f"{os.cpu_count()} cores, Python {platform.python_version()}",
+                "machine": (
+                    f"{os.cpu_count()} cores, Python {platform.python_version()}, "
+                    f"1-minute load average {os.getloadavg()[0]:.1f} at the start"
+                ),
                 "latency": latency_overhead(cluster),
                 "shift": shift_visibility(cluster),
                 "stage": stage_throughput(cluster),
@@ -333,7 +432,9 @@ def main(argv: list[str] | None = None) -> int:
             }
         finally:
             cluster.down()
+    results["safe_driver"] = safe_driver_results()
     results["capacity"] = probe_capacity()
+    results["split"] = split_sequential.measure()
     out = project_root() / "docs" / "benchmarks.md"
     out.write_text(render(results))
     print(out.read_text())

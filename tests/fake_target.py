@@ -90,6 +90,9 @@ class FakeTraffic:
     def gateway_url(self) -> str:
         return "http://127.0.0.1:9"
 
+    def host(self) -> str:
+        return ""
+
     def served_weights(self) -> dict[str, int]:
         if self.state._reads_left > 0 and self.state._stale is not None:
             self.state._reads_left -= 1
@@ -101,6 +104,12 @@ class FakeTraffic:
 
     def counters(self) -> dict[str, dict[str, int]]:
         return {}
+
+    def telemetry_mark(self) -> Any:
+        return None
+
+    def telemetry_since(self, mark: Any, versions: dict[str, str]) -> dict[str, Any] | None:
+        return None
 
 
 class FakeObjects:
@@ -125,8 +134,9 @@ class FakeTarget:
         self.traffic = FakeTraffic(self.state, self.releases)
         self.objects = FakeObjects()
 
-    def prepare(self, values: dict[str, Any]) -> None:
+    def prepare(self, values: dict[str, Any]) -> dict[str, Any]:
         self.prepared += 1
+        return values
 
     def abandon(self) -> None:
         pass

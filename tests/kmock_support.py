@@ -47,6 +47,7 @@ RESOURCES: dict[str, dict[str, Any]] = {
     "v1/services": {"kind": "Service", "namespaced": True},
     "v1/secrets": {"kind": "Secret", "namespaced": True},
     "v1/pods": {"kind": "Pod", "namespaced": True},
+    "policy/v1/poddisruptionbudgets": {"kind": "PodDisruptionBudget", "namespaced": True},
     "networking.istio.io/v1/virtualservices": {"kind": "VirtualService", "namespaced": True},
     "networking.istio.io/v1/destinationrules": {"kind": "DestinationRule", "namespaced": True},
     "networking.istio.io/v1/gateways": {"kind": "Gateway", "namespaced": True},

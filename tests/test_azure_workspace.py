@@ -59,10 +59,11 @@ def test_inference_config_is_built_offline_from_the_dummy_app(
     caplog.set_level(logging.WARNING)
     ic = inference_config(scoring_app="dummy", model_version="v2")
     assert ic.entry_script == "score.py"
-    assert Path(ic.source_directory) == DUMMY
+    assert_staged(Path(ic.source_directory), DUMMY)
     env = ic.environment
     pip = list(env.python.conda_dependencies.pip_packages)
-    assert pip == ["azureml-inference-server-http==1.5.1"]  # the app's own pin, listed once
+    # azureml-defaults, which Azure ML inference images expect, and the app's own server pin, once
+    assert pip == ["azureml-defaults==1.61.0", "azureml-inference-server-http==1.5.1"]
     assert env.environment_variables == {"MODEL_VERSION": "v2"}
     assert "python=3.11" in list(env.python.conda_dependencies.conda_packages)
     noise = caplog.text + capsys.readouterr().out
@@ -96,22 +97,41 @@ def test_pip_requirements_add_the_stack_once(tmp_path: Path) -> None:
     (tmp_path / "requirements.txt").write_text(
         "# pinned\nazureml-inference-server-http==1.5.1\nlightgbm>=4  # model\n"
     )
-    assert pip_requirements(tmp_path) == ["azureml-inference-server-http==1.5.1", "lightgbm>=4"]
-    (tmp_path / "requirements.txt").write_text("lightgbm\n")
-    assert pip_requirements(tmp_path) == ["azureml-inference-server-http", "lightgbm"]
+    assert pip_requirements(tmp_path) == [
+        "azureml-defaults==1.61.0",
+        "azureml-inference-server-http==1.5.1",
+        "lightgbm>=4",
+    ]
+    (tmp_path / "requirements.txt").write_text("lightgbm\nazureml-defaults\n")
+    assert pip_requirements(tmp_path) == [
+        "azureml-inference-server-http==1.5.1",
+        "lightgbm",
+        "azureml-defaults",
+    ]
+
+
+DIGEST = "sha256:" + "f" * 64
 
 
 @pytest.mark.parametrize(
     ("ref", "parts"),
     [
-        ("myacr.azurecr.io/scoring:v2", ("myacr.azurecr.io", "scoring", "v2")),
-        ("myacr.azurecr.io/team/scoring:v2", ("myacr.azurecr.io", "team/scoring", "v2")),
-        ("localhost:5000/scoring", ("localhost:5000", "scoring", "latest")),
-        ("scoring:v1", ("", "scoring", "v1")),
+        ("myacr.azurecr.io/scoring:v2", ("myacr.azurecr.io", "scoring", "v2", "")),
+        ("myacr.azurecr.io/team/scoring:v2", ("myacr.azurecr.io", "team/scoring", "v2", "")),
+        (f"myacr.azurecr.cn/package@{DIGEST}", ("myacr.azurecr.cn", "package", "", DIGEST)),
+        (f"localhost:5000/scoring:v3@{DIGEST}", ("localhost:5000", "scoring", "v3", DIGEST)),
+        ("scoring:v1", ("", "scoring", "v1", "")),
     ],
 )
-def test_split_image(ref: str, parts: tuple[str, str, str]) -> None:
-    assert split_image(ref) == dict(zip(("registry", "repository", "tag"), parts, strict=True))
+def test_split_image(ref: str, parts: tuple[str, str, str, str]) -> None:
+    keys = ("registry", "repository", "tag", "digest")
+    assert split_image(ref) == dict(zip(keys, parts, strict=True))
+
+
+def test_split_image_refuses_a_reference_without_tag_or_digest() -> None:
+    with pytest.raises(ConfigError) as info:
+        split_image("localhost:5000/scoring")
+    assert info.value.field == "tag"
 
 
 # ---- fakes at the edge ------------------------------------------------------------------------
@@ -355,6 +375,7 @@ def test_missing_azureml_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) 
 class FakeRaw:
     def __init__(self, name: str, version: int, tags: dict[str, str]) -> None:
         self.name, self.version, self.tags = name, version, tags
+        self.properties: dict[str, str] = {}
         self.id = f"{name}:{version}"
         self.url = f"aml://asset/{name}/{version}"
         self.created_time = dt.datetime(2026, 11, 26, 8, 0, tzinfo=dt.UTC)
@@ -396,9 +417,16 @@ class FakeModel:
         return found[-1]
 
     @staticmethod
-    def register(workspace: Any, model_path: str, model_name: str, tags: Any = None) -> FakeRaw:
+    def register(
+        workspace: Any,
+        model_path: str,
+        model_name: str,
+        tags: Any = None,
+        properties: Any = None,
+    ) -> FakeRaw:
         version = 1 + max((m.version for m in FakeModel.store if m.name == model_name), default=0)
         raw = FakeRaw(model_name, version, dict(tags or {}))
+        raw.properties = dict(properties or {})
         FakeModel.store.append(raw)
         return raw
 
@@ -412,8 +440,30 @@ class FakeModel:
         return FakePackage(FakeModel.outcome, FakeModel.hang)
 
 
+class FakeCloud:
+    """azureml-core's cloud object (azureml/_vendor/azure_cli_core/cloud.py): suffixes per cloud."""
+
+    def __init__(self, acr_suffix: str) -> None:
+        self.suffixes = type("Suffixes", (), {"acr_login_server_endpoint": acr_suffix})()
+
+
+class FakeAuth:
+    def __init__(self, acr_suffix: str = ".azurecr.io") -> None:
+        self.cloud = FakeCloud(acr_suffix)
+
+    def _get_cloud_type(self) -> FakeCloud:
+        return self.cloud
+
+    def _get_arm_end_point(self) -> str:
+        return "https://management.chinacloudapi.cn/"
+
+    def get_authentication_header(self) -> dict[str, str]:
+        return {"Authorization": "Bearer x"}
+
+
 class FakeAmlWorkspace:
     name = "ws-canary"
+    _auth: Any = FakeAuth()
 
     def get_details(self) -> dict[str, Any]:
         return {
@@ -441,6 +491,12 @@ def test_register_get_and_list_models(aml: AzureMLWorkspace, tmp_path: Path) -> 
     assert aml.get_model("safe-driver", 1).id == "safe-driver:1"
     with pytest.raises(AzureError, match="get model safe-driver:9: the service refused"):
         aml.get_model("safe-driver", 9)
+
+
+def test_properties_reach_model_register(aml: AzureMLWorkspace, tmp_path: Path) -> None:
+    model = aml.register_model("safe-driver", tmp_path, {"kind": "lightgbm"}, {"auc": "0.71"})
+    assert model.properties == {"auc": "0.71"}
+    assert aml.get_model("safe-driver", 1).properties == {"auc": "0.71"}
 
 
 def test_package_returns_the_image_reference(aml: AzureMLWorkspace, tmp_path: Path) -> None:
@@ -476,8 +532,40 @@ def test_package_build_has_a_deadline(
     assert "build log:" in str(err.value)
 
 
-def test_container_registry_from_the_workspace(aml: AzureMLWorkspace) -> None:
-    assert aml.container_registry() == "canaryworkbook.azurecr.io"
+def test_container_registry_from_the_workspace(
+    aml: AzureMLWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The registry's own ARM resource names its login server (sovereign clouds differ)."""
+    import workbook.azure.workspace as wsmod
+
+    asked: list[str] = []
+
+    def read_arm(auth: Any, resource_id: str) -> dict[str, Any]:
+        asked.append(resource_id)
+        return {"properties": {"loginServer": "CanaryWorkbook.azurecr.cn"}}
+
+    monkeypatch.setattr(wsmod, "_read_arm", read_arm)
+    assert aml.container_registry() == "canaryworkbook.azurecr.cn"
+    assert asked == [
+        "/subscriptions/0/resourceGroups/rg/providers/Microsoft.ContainerRegistry/registries/"
+        "CanaryWorkbook"
+    ]
+
+
+def test_container_registry_falls_back_to_the_clouds_suffix(
+    aml: AzureMLWorkspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import workbook.azure.workspace as wsmod
+
+    def forbidden(auth: Any, resource_id: str) -> dict[str, Any]:
+        raise PermissionError("403 AuthorizationFailed")
+
+    monkeypatch.setattr(wsmod, "_read_arm", forbidden)
+    aml.workspace._auth = FakeAuth(".azurecr.us")
+    assert aml.container_registry() == "canaryworkbook.azurecr.us"
+    aml.workspace._auth = FakeAuth("")
+    with pytest.raises(AzureError, match="login server of registry canaryworkbook is unknown"):
+        aml.container_registry()
 
 
 # ---- the ModelRegistry protocol and package_image over a fake MLWorkspace ---------------------
@@ -493,10 +581,15 @@ class MemoryWorkspace:
         self.packaged: list[dict[str, Any]] = []
 
     def register_model(
-        self, name: str, path: Any, version_tags: dict[str, str] | None = None
+        self,
+        name: str,
+        path: Any,
+        version_tags: dict[str, str] | None = None,
+        properties: dict[str, str] | None = None,
     ) -> RegisteredModel:
         version = 1 + max((m.version for m in self.models if m.name == name), default=0)
         model = RegisteredModel(name, version, f"{name}:{version}", dict(version_tags or {}))
+        model.properties = dict(properties or {})
         self.models.append(model)
         return model
 
@@ -548,6 +641,15 @@ def test_azure_model_registry_names_versions_like_the_local_one(tmp_path: Path) 
         reg.get("safe-driver", "v9")
 
 
+def test_azure_model_registry_keeps_properties(tmp_path: Path) -> None:
+    (tmp_path / "model.txt").write_text("tree")
+    reg = AzureModelRegistry(MemoryWorkspace())
+    v1 = reg.register("safe-driver-lgbm", tmp_path, "v1", properties={"gini": "0.41"})
+    assert v1.properties == {"gini": "0.41"}
+    assert reg.get("safe-driver-lgbm", "v1").properties == {"gini": "0.41"}
+    assert "gini" not in v1.tags
+
+
 def test_package_image_builds_the_config_and_returns_the_reference(tmp_path: Path) -> None:
     ws = MemoryWorkspace()
     model = ws.register_model("safe-driver", tmp_path)
@@ -555,11 +657,12 @@ def test_package_image_builds_the_config_and_returns_the_reference(tmp_path: Pat
     assert ref == "memoryacr.azurecr.io/scoring:v2"
     ic = ws.packaged[0]["ic"]
     assert ic.environment.environment_variables == {"MODEL_VERSION": "v2"}
-    assert Path(ic.source_directory) == DUMMY
+    assert_staged(Path(ic.source_directory), DUMMY)
     assert split_image(ref) == {
         "registry": "memoryacr.azurecr.io",
         "repository": "scoring",
         "tag": "v2",
+        "digest": "",
     }
 
 
@@ -576,3 +679,13 @@ def test_cli_auth_without_azure_cli_is_translated(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setattr(a, "AzureCliAuthentication", no_cli)
     with pytest.raises(AzureError, match="authentication: authentication failed: azure-cli"):
         connect_workspace(env={**WS_ENV, "AZUREML_AUTH": "cli"})
+
+
+def assert_staged(staged: Path, app: Path) -> None:
+    """The source directory Model.package uploads: the app's files plus the shared modules."""
+    from workbook.packaging import SCORING_DIR, SHARED_MODULES
+
+    for f in (p for p in app.iterdir() if p.is_file()):
+        assert (staged / f.name).read_bytes() == f.read_bytes(), f.name
+    for module in SHARED_MODULES:
+        assert (staged / module).read_bytes() == (SCORING_DIR / module).read_bytes()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
+from typing import Any
 
+import fixtures
 import pytest
+import yaml
 
 from workbook import analysis, cli, operations, traffic
 from workbook.local.target import LocalTarget
@@ -13,60 +16,43 @@ from workbook.settings import Settings
 
 pytestmark = pytest.mark.integration
 
-VS_UNKNOWN_SUBSET = """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: scoring, namespace: canary-demo}
-spec:
-  hosts: ["*"]
-  gateways: [scoring-gateway]
-  http:
-  - name: weighted
-    route:
-    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: stable}
-      weight: 50
-    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: shadow}
-      weight: 50
-"""
 
-VS_UNSUPPORTED = """
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: scoring, namespace: canary-demo}
-spec:
-  hosts: ["*"]
-  gateways: [scoring-gateway]
-  http:
-  - name: weighted
-    corsPolicy: {allowOrigins: [{exact: "https://example.com"}]}
-    route:
-    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: stable}
-"""
+def _dump(*docs: dict[str, Any]) -> str:
+    return yaml.safe_dump_all(docs, sort_keys=False)
 
-# Python's re accepts \Z, Envoy's RE2 does not; with it, a DestinationRule that would re-point the
-# canary subset: nothing of the two may reach the gateway
-RE2_REJECTS = """
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: scoring, namespace: canary-demo}
-spec:
-  host: scoring.canary-demo.svc.cluster.local
-  subsets:
-  - {name: stable, labels: {version: v1}}
-  - {name: canary, labels: {version: v1}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: scoring, namespace: canary-demo}
-spec:
-  hosts: ["*"]
-  gateways: [scoring-gateway]
-  http:
-  - name: weighted
-    match: [{uri: {regex: '/score\\Z'}}]
-    route:
-    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: canary}
-"""
+
+def _chart_vs() -> dict[str, Any]:
+    return fixtures.of_kind(fixtures.istio_objects(canary_weight=50), "VirtualService")
+
+
+def _weighted(vs: dict[str, Any]) -> dict[str, Any]:
+    return next(r for r in vs["spec"]["http"] if r["name"] == "weighted")
+
+
+def vs_unknown_subset() -> str:
+    """The chart's VirtualService with its canary destination renamed to a subset nobody defines."""
+    vs = _chart_vs()
+    _weighted(vs)["route"][1]["destination"]["subset"] = "shadow"
+    return _dump(vs)
+
+
+def vs_unsupported() -> str:
+    """The chart's VirtualService with ``mirrors``, which the local gateway does not implement."""
+    vs = _chart_vs()
+    _weighted(vs)["mirrors"] = [{"destination": {"host": fixtures.HOST, "subset": "canary"}}]
+    return _dump(vs)
+
+
+def re2_rejects() -> str:
+    """A DestinationRule that would re-point the canary subset at the stable pods, with a
+    VirtualService whose regex RE2 (Envoy's and istiod's engine) refuses though Python's re
+    takes it: nothing of the two may reach the gateway."""
+    objs = fixtures.istio_objects(canary_weight=50)
+    dr, vs = fixtures.of_kind(objs, "DestinationRule"), fixtures.of_kind(objs, "VirtualService")
+    dr["spec"]["subsets"][1]["labels"] = {"track": "stable"}
+    _weighted(vs)["match"] = [{"uri": {"regex": "/score\\Z"}}]
+    return _dump(dr, vs)
+
 
 NO_NAME = """
 apiVersion: networking.istio.io/v1
@@ -207,10 +193,10 @@ def test_unknown_version_names_the_image(state_args, capsys, unchanged) -> None:
 @pytest.mark.parametrize(
     ("text", "needles"),
     [
-        (VS_UNKNOWN_SUBSET, ["VirtualService canary-demo/scoring", "shadow"]),
-        (VS_UNSUPPORTED, ["VirtualService canary-demo/scoring", "corsPolicy"]),
+        (vs_unknown_subset(), ["VirtualService canary-demo/scoring", "shadow"]),
+        (vs_unsupported(), ["VirtualService canary-demo/scoring", "mirrors"]),
         (YAML_BROKEN, ["line", "not valid YAML"]),
-        (RE2_REJECTS, ["VirtualService canary-demo/scoring", "rejected by Envoy", "escape"]),
+        (re2_rejects(), ["VirtualService canary-demo/scoring", "uri.regex", "RE2", "escape"]),
         (NO_NAME, ["document 0 (VirtualService)", "metadata.name"]),
     ],
 )

@@ -116,21 +116,25 @@ def test_shift_changes_only_the_weight() -> None:
     assert current["canary"]["weight"] == 10  # pure: the input is not changed
 
 
-def test_promote_is_two_revisions_stable_first() -> None:
+def test_promote_is_three_revisions_so_no_request_meets_a_removed_subset() -> None:
     current = {
         "canary": {"weight": 100, "version": "v2", "image": {"repository": "scoring", "tag": "v2"}}
     }
-    first, second = canary.promote(current, DEFAULTS)
-    f1, f2 = canary.merge(DEFAULTS, first.values), canary.merge(DEFAULTS, second.values)
+    first, second, third = canary.promote(current, DEFAULTS)
+    f1, f2, f3 = (canary.merge(DEFAULTS, s.values) for s in (first, second, third))
     # 1: stable runs the canary's image while the canary keeps its share
     assert canary.image_ref(f1, "stable") == canary.image_ref(f1, "canary")
     assert canary.expected_weights(f1) == {"stable": 0, "canary": 100}
     assert canary.promote_started(f1)
-    # 2: the canary retires, stable takes everything
+    # 2: no route to the canary any more, while its subset and pods still exist
     assert canary.expected_weights(f2) == {"stable": 100}
-    assert f2["stable"]["version"] == "v2"
-    assert [first.description, second.description] == [
+    assert canary.canary_enabled(f2) and not canary.canary_routed(f2)
+    # 3: the canary retires
+    assert canary.expected_weights(f3) == {"stable": 100} and not canary.canary_enabled(f3)
+    assert f3["stable"]["version"] == "v2"
+    assert [s.description for s in (first, second, third)] == [
         "promote v2: stable runs the canary's image",
+        "promote v2: stable takes all traffic",
         "promote v2: canary retired",
     ]
 
@@ -176,15 +180,17 @@ def test_rollback_plan(
         }
 
 
-def test_rollback_after_promote_step_one_restores_the_old_stable() -> None:
-    first, _ = canary.promote(w(50), DEFAULTS)
-    history = [rel(1, w(0)), rel(2, w(50)), rel(3, first.values, "deployed")]
-    plan = canary.rollback(history, DEFAULTS)
-    assert plan.revision == 1
+@pytest.mark.parametrize("done", [1, 2])
+def test_rollback_half_way_through_promote_restores_the_old_stable(done: int) -> None:
+    promote = canary.promote(w(50), DEFAULTS)
+    history = [rel(1, w(0)), rel(2, w(50))]
+    history += [rel(3 + i, s.values) for i, s in enumerate(promote[:done])]
+    history[-1].status = "deployed"
+    assert canary.rollback(history, DEFAULTS).revision == 1
 
 
 def test_rollback_half_way_through_promote_with_no_earlier_revision_is_refused() -> None:
-    first, _ = canary.promote(w(50), DEFAULTS)
+    first, _, _ = canary.promote(w(50), DEFAULTS)
     with pytest.raises(ConfigError, match="half-way through a promote"):
         canary.rollback([rel(1, first.values, "deployed")], DEFAULTS)
 
@@ -199,7 +205,7 @@ def test_rollback_with_nothing_deployed_is_refused() -> None:
     [
         ({"repository": "scoring", "tag": "v2"}, "acr.example.io/scoring:v2"),
         ({"registry": "other.io", "repository": "s", "tag": "v2"}, "other.io/s:v2"),
-        ({"registry": "", "repository": "s", "tag": "v2"}, "s:v2"),
+        ({"registry": "", "repository": "s", "tag": "v2"}, "acr.example.io/s:v2"),  # falls back
         (
             {"repository": "s", "digest": "sha256:" + "b" * 64},
             "acr.example.io/s@sha256:" + "b" * 64,

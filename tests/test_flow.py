@@ -69,7 +69,7 @@ def test_healthy_canary_is_promoted() -> None:
 def test_any_failure_past_package_rolls_back_to_stable_100(failing: str) -> None:
     target = FakeTarget()
     if failing == "promote":  # half-way: stable took the canary's image, the retire step fails
-        target.state.fail_next = ["promote v2: canary retired"]
+        target.state.fail_next = ["promote v2: stable takes all traffic"]
     run = Scripted(target, {failing} - {"promote"})
     result = flow.run(flow.plan((10, 50, 100)), run)
     assert result.outcome == "rolled_back"

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from kmock_support import KubeFake, kube_fake  # noqa: F401  (the ``kube`` fixture)
 
-from workbook import canary, chart, operations
+from workbook import canary, chart, envoy, operations
 from workbook.errors import AzureError, ConfigError, MeshError
 from workbook.kube import client
 from workbook.kube.helm import HelmRelease, kubeconfig_path
@@ -250,45 +250,7 @@ def test_cluster_pull_secret_needs_credentials(kube: KubeFake, tmp_path: Path) -
 # ---- namespace --------------------------------------------------------------------------------
 
 
-def test_namespace_created_labelled_or_left_alone(kube: KubeFake) -> None:
-    assert client.ensure_namespace(kube.api, "fresh") == "created"
-    assert kube.stored("Namespace", None, "fresh")["metadata"]["labels"] == {  # type: ignore[index]
-        "istio-injection": "enabled"
-    }
-    assert client.ensure_namespace(kube.api, "fresh") == "unchanged"
-    kube.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "old"}})
-    assert client.ensure_namespace(kube.api, "old") == "labelled"
-    labels = kube.stored("Namespace", None, "old")["metadata"]["labels"]  # type: ignore[index]
-    assert labels == {"istio-injection": "enabled"}
-    kube.put(
-        {
-            "apiVersion": "v1",
-            "kind": "Namespace",
-            "metadata": {"name": "rev", "labels": {"istio.io/rev": "asm-1-24"}},
-        }
-    )
-    assert client.ensure_namespace(kube.api, "rev") == "unchanged"
-
-
-def test_chart_owned_namespace_is_created_for_helm_to_adopt(kube: KubeFake, tmp_path: Path) -> None:
-    cluster = make_cluster(kube, tmp_path)
-    assert cluster.ensure_namespace(owned_by_chart=True) == "created"
-    meta = kube.stored("Namespace", None, NS)["metadata"]  # type: ignore[index]
-    assert meta["labels"]["app.kubernetes.io/managed-by"] == "Helm"
-    assert meta["annotations"]["meta.helm.sh/release-name"] == "scoring"
-
-
-def test_existing_namespace_gets_helms_ownership_to_be_adopted(
-    kube: KubeFake, tmp_path: Path
-) -> None:
-    kube.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
-    cluster = make_cluster(kube, tmp_path)
-    assert cluster.ensure_namespace(owned_by_chart=True) == "labelled"
-    meta = kube.stored("Namespace", None, NS)["metadata"]  # type: ignore[index]
-    assert meta["annotations"]["meta.helm.sh/release-name"] == "scoring"
-    assert meta["annotations"]["meta.helm.sh/release-namespace"] == NS
-    assert meta["labels"]["istio-injection"] == "enabled"
-    assert cluster.ensure_namespace(owned_by_chart=True) == "unchanged"
+# (namespace preparation: tests/test_kube_aks.py, against the same fake API)
 
 
 # ---- apply and get ----------------------------------------------------------------------------
@@ -330,7 +292,7 @@ def test_apply_creates_then_replaces(kube: KubeFake) -> None:
 
 
 def test_apply_rejects_other_kinds(kube: KubeFake) -> None:
-    with pytest.raises(ConfigError, match="Deployment: kind must be one of VirtualService"):
+    with pytest.raises(ConfigError, match="document 0: kind must be one of VirtualService"):
         client.apply_object(kube.api, NS, {"apiVersion": "apps/v1", "kind": "Deployment"})
 
 
@@ -344,8 +306,16 @@ def test_get_objects_by_kind_alias_and_name(kube: KubeFake) -> None:
     ]
     assert client.get_objects(kube.api, NS, "DestinationRule", "scoring")[0]["spec"]["host"]
     assert client.get_objects(kube.api, NS, "gw", "missing") == []
-    with pytest.raises(ConfigError, match="get: kind must be one of"):
+    with pytest.raises(ConfigError, match="get: KIND must be one of"):
         client.get_objects(kube.api, NS, "secrets")
+
+
+def test_get_namespace_is_the_release_namespace(kube: KubeFake) -> None:
+    assert client.get_objects(kube.api, NS, "ns") == []
+    kube.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    (ns,) = client.get_objects(kube.api, NS, "namespaces")
+    assert (ns["kind"], ns["metadata"]["name"]) == ("Namespace", NS)
+    assert client.get_objects(kube.api, NS, "ns", "other") == []
 
 
 # ---- gateway address --------------------------------------------------------------------------
@@ -458,13 +428,54 @@ class FakeHelm:
         return [c for c in self.calls if c[0] in ("install", "upgrade", "rollback", "uninstall")]
 
 
+GATEWAY_NS = "istio-system"
+
+
+def istiod(kube: KubeFake) -> Any:
+    """What istiod would push to the ingress gateway pods: the Istio objects the API server holds
+    now, translated into Envoy routes (``fetch(namespace, pod) -> config dump``)."""
+    kube.put(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "istio-ingressgateway-1",
+                "namespace": GATEWAY_NS,
+                "labels": {"istio": "ingressgateway"},
+            },
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+        }
+    )
+
+    def fetch(namespace: str, pod: str) -> dict[str, Any]:
+        assert (namespace, pod) == (GATEWAY_NS, "istio-ingressgateway-1")
+        objects = [
+            o
+            for kind in ("Gateway", "VirtualService", "DestinationRule", "Service")
+            for o in client.get_objects(kube.api, NS, kind)
+        ]
+        routes = envoy.translate(objects, [], namespace=NS).routes
+        dump = {"dynamic_route_configs": [{"version_info": "1", "route_config": routes}]}
+        return {
+            "configs": [{"@type": "type.googleapis.com/envoy.admin.v3.RoutesConfigDump", **dump}]
+        }
+
+    return fetch
+
+
 def make_cluster(
     kube: KubeFake,
     tmp_path: Path,
     helm: FakeHelm | None = None,
     env: dict[str, str] | None = None,
 ) -> KubernetesTarget:
-    settings = Settings(target="k8s", namespace=NS, state_dir=tmp_path, serve_timeout_s=0.5)
+    settings = Settings(
+        target="k8s",
+        namespace=NS,
+        state_dir=tmp_path,
+        serve_timeout_s=0.5,
+        istio_flavour="upstream",
+    )
     return KubernetesTarget(
         settings,
         helm=helm or FakeHelm(kube),
@@ -472,6 +483,7 @@ def make_cluster(
         env={} if env is None else env,
         rollout_timeout_s=0.5,
         poll_s=0.02,
+        fetch=istiod(kube),
     )
 
 
@@ -588,13 +600,19 @@ def test_promote_gives_stable_the_canary_and_retires_it(
     cluster, helm = deployed
     operations.shift(cluster, 100)
     rel = operations.promote(cluster)
-    # two revisions: first stable rolls to the canary's image while the canary keeps 100%
-    first, last = helm.writes()[-2][1], helm.writes()[-1][1]
-    assert first["stable"]["image"] == {"repository": "scoring", "tag": "v2"}
+    # three revisions: first stable rolls to the canary's image while the canary keeps 100%
+    first, last = helm.writes()[-3][1], helm.writes()[-1][1]
+    assert helm.writes()[-2][1]["canary"]["routed"] is False  # then no route to the canary
+    # the chart's image values now carry registry and digest per track (empty here)
+    set_fields = {k: v for k, v in first["stable"]["image"].items() if v}
+    assert set_fields == {"repository": "scoring", "tag": "v2"}
     assert first["canary"].get("enabled", True) is True and first["canary"]["weight"] == 100
     values = last
     assert values["stable"]["version"] == "v2"
-    assert values["stable"]["image"] == {"repository": "scoring", "tag": "v2"}
+    assert {k: v for k, v in values["stable"]["image"].items() if v} == {
+        "repository": "scoring",
+        "tag": "v2",
+    }
     assert values["canary"]["enabled"] is False and values["canary"]["weight"] == 0
     assert rel.description == "promote v2: canary retired"
     vs = kube.stored("VirtualService", NS, "scoring")
@@ -684,7 +702,7 @@ def test_cluster_apply_validates_before_writing(
     puts, posts = len(kube.requests("put")), len(kube.requests("post"))
     with pytest.raises(ConfigError, match="subset 'preview' is not a subset"):
         cluster.objects.apply([header_vs(subset="preview")])
-    with pytest.raises(ConfigError, match=r"objects\[0\].kind must be one of"):
+    with pytest.raises(ConfigError, match=r"document 0: kind must be one of"):
         cluster.objects.apply([{"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"}}])
     assert (len(kube.requests("put")), len(kube.requests("post"))) == (puts, posts)
     assert cluster.objects.apply([header_vs()]) == ["VirtualService/beta created"]

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from workbook import chart
-from workbook.manifests import unknown_fields, validate_manifests
+from workbook import chart, istio
+from workbook.manifests import manifest_warnings, unknown_fields, validate_manifests
 
 Docs = list[dict[str, Any]]
 
@@ -116,27 +116,17 @@ MUTATIONS: list[tuple[str, Callable[[Docs], None], str]] = [
         "VirtualService canary-demo/scoring: spec.http[2].route[1].wieght: unknown field",
     ),
     (
-        "weights 90+30",
-        _weights_90_30,
-        "VirtualService canary-demo/scoring: http[2].route weights must sum to 100, got 90+30=120",
-    ),
-    (
         "missing subset",
         _missing_subset,
-        "VirtualService canary-demo/scoring: http[0].route[0].destination.subset 'canary' is not "
-        "a subset of DestinationRule canary-demo/scoring (has: stable)",
+        "VirtualService canary-demo/scoring: spec.http[0].route[0].destination.subset 'canary' is "
+        "not a subset of host scoring.canary-demo.svc.cluster.local "
+        "(DestinationRule canary-demo/scoring defines ['stable'])",
     ),
     (
         "no DestinationRule",
         _no_destination_rule,
-        "VirtualService canary-demo/scoring: http[1].route[0].destination.subset 'stable': "
-        "no DestinationRule for host scoring.canary-demo.svc.cluster.local",
-    ),
-    (
-        "header route after weighted",
-        _header_route_after_weighted,
-        "VirtualService canary-demo/scoring: http[2] (pin-canary) is unreachable: "
-        "http[1] (weighted) before it matches every request",
+        "VirtualService canary-demo/scoring: spec.http[1].route[0].destination.subset 'stable' "
+        "needs a DestinationRule for host scoring.canary-demo.svc.cluster.local",
     ),
     (
         "replicas two",
@@ -153,7 +143,8 @@ MUTATIONS: list[tuple[str, Callable[[Docs], None], str]] = [
     (
         "weight out of range",
         _weight_150,
-        "VirtualService canary-demo/scoring: http[2].route[1].weight must be 0..100, got 150",
+        "VirtualService canary-demo/scoring: spec.http[2].route[0].weight must not be negative, "
+        "got -50",
     ),
     (
         "hosts as a string",
@@ -173,9 +164,51 @@ def test_each_mutation_is_named(mutate: Callable[[Docs], None], expected: str) -
     assert any(p.startswith(expected) for p in problems), "\n".join(problems)
 
 
-def test_a_mutation_reports_only_its_own_problem() -> None:
+def test_unreachable_route_is_a_warning_as_in_istiod() -> None:
+    """istiod accepts a route after a catch-all and warns (pkg/config/validation/validation.go,
+    ``analyzeUnreachableHTTPRules``): an error would refuse what a cluster takes."""
+    docs = copy.deepcopy(render({"canary": {"weight": 10}}))
+    _header_route_after_weighted(docs)
+    assert validate_manifests(docs) == []
+    assert manifest_warnings(docs) == [
+        "VirtualService canary-demo/scoring: spec.http[2] is never used: weighted before it has "
+        "no match and takes every request"
+    ]
+    assert manifest_warnings(render({"canary": {"weight": 10}})) == []
+
+
+def test_local_gateway_limits_do_not_apply_to_k8s() -> None:
+    """Valid Istio the local gateway cannot serve (mirrors) passes the k8s manifests check."""
+    docs = copy.deepcopy(render({"canary": {"weight": 10}}))
+    host = "scoring.canary-demo.svc.cluster.local"
+    route(docs, "weighted")["mirrors"] = [{"destination": {"host": host, "subset": "canary"}}]
+    assert any(p.unsupported for p in istio.problems(docs))
+    assert validate_manifests(docs) == []
+
+
+def test_same_wording_as_the_local_gateway() -> None:
+    from workbook import istio
+    from workbook.errors import ConfigError
+
+    docs = copy.deepcopy(render({"canary": {"weight": 10}}))
+    _weight_150(docs)
+    (problem,) = validate_manifests(docs)
+    with pytest.raises(ConfigError) as err:
+        istio.validate(docs)
+    assert str(err.value) == problem
+
+
+def test_weights_need_not_sum_to_100() -> None:
+    """istio/api virtual_service.proto: a destination gets weight/(sum of weights); istiod's
+    validation.go ``validateHTTPRouteDestinations`` has no sum rule."""
     docs = copy.deepcopy(render({"canary": {"weight": 10}}))
     _weights_90_30(docs)
+    assert validate_manifests(docs) == []
+
+
+def test_a_mutation_reports_only_its_own_problem() -> None:
+    docs = copy.deepcopy(render({"canary": {"weight": 10}}))
+    _weight_150(docs)
     assert len(validate_manifests(docs)) == 1
 
 
@@ -183,7 +216,7 @@ def test_every_problem_is_reported_not_only_the_first() -> None:
     docs = copy.deepcopy(render({"canary": {"weight": 10}}))
     _replicas_two(docs)
     _typo_in_container(docs)
-    _weights_90_30(docs)
+    _weight_150(docs)
     problems = validate_manifests(docs)
     assert len(problems) == 3, problems
 
@@ -193,7 +226,7 @@ def test_subsets_may_live_in_known_objects() -> None:
     docs = render({"canary": {"weight": 10}})
     vs, dr = find(docs, "VirtualService"), find(docs, "DestinationRule")
     assert validate_manifests([vs], known=[dr]) == []
-    assert any("no DestinationRule" in p for p in validate_manifests([vs]))
+    assert any("needs a DestinationRule" in p for p in validate_manifests([vs]))
 
 
 def test_short_host_names_resolve_in_the_object_namespace() -> None:
@@ -220,3 +253,12 @@ def test_unknown_fields_walks_dicts_and_lists() -> None:
     source = {"a": 1, "b": {"c": 2, "d": [{"e": 1, "f": 2}]}}
     dumped = {"a": 1, "b": {"c": 2, "d": [{"e": 1}]}}
     assert list(unknown_fields(source, dumped)) == ["b.d[0].f"]
+
+
+def test_live_rules_with_fields_the_local_gateway_lacks_still_resolve_subsets() -> None:
+    """A live DestinationRule with a connectionPool (valid Istio, not served locally) still
+    defines the subsets a VirtualService applied on k8s names."""
+    docs = render({"canary": {"weight": 10}})
+    vs, dr = find(docs, "VirtualService"), copy.deepcopy(find(docs, "DestinationRule"))
+    dr["spec"]["trafficPolicy"] = {"connectionPool": {"tcp": {"maxConnections": 10}}}
+    assert validate_manifests([vs], known=[dr]) == []

@@ -101,6 +101,7 @@ def test_a_healthy_canary_is_promoted_the_same_way_by_every_path(tmp_path: Path)
         "shift canary to 20%",
         "shift canary to 60%",
         "promote v2: stable runs the canary's image",
+        "promote v2: stable takes all traffic",
         "promote v2: canary retired",
     ]
     assert shapes["walkthrough"] == shapes["demo"] == shapes["pipeline"]
@@ -108,7 +109,7 @@ def test_a_healthy_canary_is_promoted_the_same_way_by_every_path(tmp_path: Path)
 
 def test_a_failing_canary_is_rolled_back_the_same_way_by_every_path(tmp_path: Path) -> None:
     # the smoke test's pinned requests pass; then half of the canary's answers fail
-    runs = run_all(tmp_path, fault=f"errors=0.5,after={REQUESTS}")
+    runs = run_all(tmp_path, fault=f"errors=0.5,errors-after={REQUESTS}")
     for name, r in runs.items():
         assert r["code"] == 1, f"{name}: {r['stdout']}"
         assert r["served"] == {"stable": ("v1", 100), "canary": ("v2", 0)}, name
@@ -135,5 +136,5 @@ def test_make_demo_and_demo_cli_run_these_paths() -> None:
             current = line.split(":")[0]
         elif line.startswith("\t") and current:
             targets.setdefault(current, []).append(line.strip())
-    assert targets["demo"] == ["$(BIN)/workbook walkthrough"]
-    assert targets["demo-cli"] == ["$(BIN)/workbook demo"]
+    assert targets["demo"] == ["$(BIN)/workbook walkthrough --app $(APP)"]
+    assert targets["demo-cli"] == ["$(BIN)/workbook demo --app $(APP)"]

@@ -40,6 +40,7 @@ def test_build_context_layout(tmp_path: Path) -> None:
         "Dockerfile",
         "model/safe-driver/v2/model.json",
         "requirements.txt",
+        "src/fault_injection.py",  # the rehearsal faults every scoring app imports
         "src/score.py",
     ]
     assert (dest / "src" / "score.py").read_bytes() == (

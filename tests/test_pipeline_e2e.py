@@ -10,9 +10,13 @@ and removed when the test passes.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,11 +61,16 @@ STUBS = {
 }
 
 
-def write_stub_notebooks(directory: Path) -> None:
+def artifact(result: PipelineResult, stage: str, attempt: int = 1) -> Path:
+    """Where a local run keeps the artifact ``<stage>.<attempt>`` (pipelines/steps-publish.yml)."""
+    return result.run_dir / stage / "artifacts" / f"{stage}.{attempt}"
+
+
+def write_stub_notebooks(directory: Path, **overrides: tuple[str, str]) -> None:
     import nbformat
 
     directory.mkdir(parents=True)
-    for name, (params, body) in STUBS.items():
+    for name, (params, body) in {**STUBS, **overrides}.items():
         nb = nbformat.v4.new_notebook()
         nb.metadata["kernelspec"] = {
             "name": "python3",
@@ -107,19 +116,71 @@ def test_pipeline_wiring_with_stub_notebooks(tmp_path: Path, fail: bool) -> None
     skipped = [s for s in result.stage("Package").jobs[0].steps if s.result == "skipped"]
     assert [s.display_name for s in skipped] == [
         "Checkout self",
+        "Cache pip downloads",
+        "Install kubelogin",
         "AKS credentials from the service connection",
     ]
     ran = [n for n, r in result.results().items() if r != "skipped"]
     for name in ran:
-        artifact = result.run_dir / name / "artifacts" / name
-        assert list(artifact.glob("*.ipynb")) and (artifact / "records.json").is_file()
+        published = artifact(result, name)
+        assert list(published.glob("*.ipynb")) and (published / "records.json").is_file()
         assert (result.run_dir / name / "summary.md").is_file()
     last = "Rollback" if fail else "Promote"
-    records = json.loads((result.run_dir / last / "artifacts" / last / "records.json").read_text())
+    records = json.loads((artifact(result, last) / "records.json").read_text())
     assert records == {"decision": "rollback" if fail else "promote"}
     final = (result.run_dir / last / "summary.md").read_text()
     assert "| Shift_10 | 10% | v1 90.0% · v2 10.0% |" in final
     assert ("❌ does not fit" in final) is fail
+
+
+@pytest.mark.notebooks
+def test_a_run_canceled_during_a_shift_rolls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while Shift_10 runs its notebook: Shift_10 ends Canceled and still publishes,
+    Promote is skipped and Rollback runs (azure-pipelines.yml: Rollback's condition)."""
+    shutil.copy(PIPELINE, tmp_path / PIPELINE.name)
+    shutil.copytree(ROOT / "pipelines", tmp_path / "pipelines")
+    marker = tmp_path / "shifting"
+    monkeypatch.setenv("STUB_MARKER", str(marker))
+    slow_shift = (
+        "canary_weight = 10\nrequests = 100\nalpha = 0.01",
+        "import os, pathlib, time\n"
+        "pathlib.Path(os.environ['STUB_MARKER']).touch()\n"
+        "time.sleep(120)",
+    )
+    write_stub_notebooks(tmp_path / "notebooks", **{"04_shift_traffic": slow_shift})
+
+    def interrupt_when_shifting() -> None:
+        deadline = time.monotonic() + 240
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C sends
+
+    thread = threading.Thread(target=interrupt_when_shifting, daemon=True)
+    thread.start()
+    lines: list[str] = []
+    result = run_pipeline(
+        PIPELINE.name,
+        target="local",
+        run_id="cancel",
+        parameters={"canaryWeights": "[10, 100]"},
+        workdir=tmp_path,
+        log=lines.append,
+    )
+    thread.join(timeout=5)
+    assert result.results() == {
+        "Package": "succeeded",
+        "DeployCanary": "succeeded",
+        "Shift_10": "canceled",
+        "Shift_100": "skipped",
+        "Promote": "skipped",
+        "Rollback": "succeeded",
+    }, "\n".join(lines)
+    assert result.result == "canceled"
+    assert list(artifact(result, "Shift_10").glob("*.ipynb")), "always() steps publish"
+    records = json.loads((artifact(result, "Rollback") / "records.json").read_text())
+    assert records == {"decision": "rollback"}
 
 
 def workbook(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -171,9 +232,9 @@ def weights_by_track(state: dict[str, Any]) -> dict[str, int]:
 def assert_artifacts(result: PipelineResult, stages: list[str]) -> None:
     for name in stages:
         stage = result.stage(name)
-        artifact = result.run_dir / name / "artifacts" / name
-        assert artifact.is_dir(), f"{name}: no artifact at {artifact}"
-        assert list(artifact.glob("*.ipynb")), f"{name}: no executed notebook in {artifact}"
+        published = artifact(result, name)
+        assert published.is_dir(), f"{name}: no artifact at {published}"
+        assert list(published.glob("*.ipynb")), f"{name}: no executed notebook in {published}"
         assert stage.summary and (result.run_dir / name / "summary.md").is_file()
 
 

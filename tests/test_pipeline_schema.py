@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,23 @@ from workbook.pipeline.template import load_yaml, stringify
 
 ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "azure-pipelines.yml"
-SCHEMA = ROOT.parent / "shared" / "azure-pipelines" / "service-schema.json"
+#: Azure DevOps' published schema (service-schema.json in microsoft/azure-pipelines-vscode); it is
+#: not vendored here: AZURE_PIPELINES_SCHEMA names it, else the team's shared folder next to the
+#: checkout.
+SCHEMA = Path(
+    os.environ.get("AZURE_PIPELINES_SCHEMA")
+    or ROOT.parent / "shared" / "azure-pipelines" / "service-schema.json"
+)
 TEMPLATES = sorted((ROOT / "pipelines").glob("*.yml"))
 
-pytestmark = pytest.mark.skipif(not SCHEMA.is_file(), reason=f"schema not found at {SCHEMA}")
+pytestmark = pytest.mark.skipif(
+    not SCHEMA.is_file(),
+    reason=(
+        f"NOT CHECKED: the pipeline was not validated against Azure's schema ({SCHEMA} does not "
+        "exist). Download service-schema.json from github.com/microsoft/azure-pipelines-vscode "
+        "and set AZURE_PIPELINES_SCHEMA=/path/to/service-schema.json to run these checks"
+    ),
+)
 
 
 @pytest.fixture(scope="module")

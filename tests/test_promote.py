@@ -34,8 +34,9 @@ def test_promote_serves_every_request_and_the_next_canary_keeps_the_promoted_sta
     summary = load.summary()
     assert summary.total > 50 and summary.errors == 0, summary.error_kinds
     assert set(summary.counts) == {"v2"}  # v1 never came back while stable rolled to v2
-    assert [h.description for h in fresh.releases.history()[-2:]] == [
+    assert [h.description for h in fresh.releases.history()[-3:]] == [
         "promote v2: stable runs the canary's image",
+        "promote v2: stable takes all traffic",
         "promote v2: canary retired",
     ]
     st = operations.status(fresh)

@@ -65,6 +65,18 @@ def test_register_copies_files_and_reads_back(tmp_path: Path) -> None:
     assert mv.registered
 
 
+def test_properties_are_stored_and_must_be_strings(tmp_path: Path) -> None:
+    registry = LocalModelRegistry(tmp_path / "state")
+    source = model_file(tmp_path / "src")
+    mv = registry.register("m", source, "v1", properties={"auc": "0.71", "gini": "0.42"})
+    assert mv.properties == {"auc": "0.71", "gini": "0.42"}
+    assert registry.get("m", "v1").properties == {"auc": "0.71", "gini": "0.42"}
+    assert registry.register("m", source, "v2").properties == {}
+    with pytest.raises(ConfigError, match=r"model m: properties\.auc must be a string"):
+        registry.register("m", source, "v3", properties={"auc": 0.71})  # type: ignore[dict-item]
+    assert [v.version for v in registry.list("m")] == ["v1", "v2"]
+
+
 def test_register_a_folder_keeps_its_tree(tmp_path: Path) -> None:
     src = tmp_path / "src"
     model_file(src / "nested")
@@ -161,6 +173,9 @@ def test_missing_or_empty_source(tmp_path: Path) -> None:
 # ---- image references ---------------------------------------------------------------------------
 
 
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+
 @pytest.mark.parametrize(
     ("ref", "parsed"),
     [
@@ -174,6 +189,14 @@ def test_missing_or_empty_source(tmp_path: Path) -> None:
         ),
         ("scoring:v2", ImageRef("", "scoring", "v2")),
         ("team/scoring__x:latest", ImageRef("", "team/scoring__x", "latest")),
+        # Model.package's location: by digest, in the workspace's registry (any cloud)
+        (
+            f"ws1a2b.azurecr.io/package@{DIGEST}",
+            ImageRef("ws1a2b.azurecr.io", "package", "", DIGEST),
+        ),
+        (f"ws.azurecr.cn/scoring:v3@{DIGEST}", ImageRef("ws.azurecr.cn", "scoring", "v3", DIGEST)),
+        ("ws.azurecr.us/a/b:v1", ImageRef("ws.azurecr.us", "a/b", "v1")),
+        (f"localhost:5000/p@{DIGEST}", ImageRef("localhost:5000", "p", "", DIGEST)),
     ],
 )
 def test_image_refs_parse(ref: str, parsed: ImageRef) -> None:
@@ -193,7 +216,10 @@ def test_image_refs_parse(ref: str, parsed: ImageRef) -> None:
         ("canaryworkbook.azurecr.io/scoring:v 1", "tag"),
         ("canaryworkbook.azurecr.io/sco--ring_:v1", "repository"),
         ("bad_host.io/scoring:v1", "registry"),
-        ("canaryworkbook.azurecr.io/scoring@sha256:abc", "reference"),
+        ("canaryworkbook.azurecr.io/scoring@sha256:abc", "digest"),
+        ("canaryworkbook.azurecr.io/scoring@" + DIGEST.upper(), "digest"),
+        ("canaryworkbook.azurecr.io/scoring:v1@", "digest"),
+        ("canaryworkbook.azurecr.io/Scoring@" + DIGEST, "repository"),
         ("", "reference"),
     ],
 )
@@ -205,6 +231,24 @@ def test_bad_image_refs_name_the_part(ref: str, field: str) -> None:
 
 
 # ---- image store --------------------------------------------------------------------------------
+
+
+def test_chart_image_values_carry_registry_and_digest() -> None:
+    ref = parse_image_ref(f"ws.azurecr.cn/package@{DIGEST}")
+    assert ref.chart_image() == {
+        "registry": "ws.azurecr.cn",
+        "repository": "package",
+        "tag": "",
+        "digest": DIGEST,
+    }
+
+
+def test_local_store_keeps_images_by_tag_only(tmp_path: Path) -> None:
+    store = LocalImageStore(tmp_path / "state")
+    with pytest.raises(ConfigError) as e:
+        store.resolve(f"canaryworkbook.azurecr.io/scoring@{DIGEST}")
+    assert e.value.field == "digest"
+    assert store.exists(f"canaryworkbook.azurecr.io/scoring:v1@{DIGEST}") is False
 
 
 def test_put_resolve_list_exists(tmp_path: Path) -> None:

@@ -1,4 +1,10 @@
-"""Pure statistics: does the traffic a probe observed fit the configured route weights?
+"""The stage gate, pure: is the canary fit to take more traffic? ``judge(evidence, limits)``.
+
+One ``Verdict`` per stage from the checks that apply to its ``StageEvidence``: the split (the
+sequential decision when the probe ran with ``sequential.SplitMonitor``, else the fixed-size
+chi-square), each header pin (100% or fail), errors and latency canary against stable from the
+probe's own tallies and from the gateway's telemetry (``health``), and the model's predictions on
+a replayed input set (``predictions``).
 
 ``check_split`` runs Pearson's chi-square goodness-of-fit test of the per-version counts against
 the weights; ``wilson_interval`` gives the confidence interval shown next to each observed share;
@@ -10,14 +16,32 @@ from __future__ import annotations
 import math
 import operator
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
 
 from scipy import stats
 
 from workbook.errors import ConfigError
-from workbook.settings import validate_weight
+from workbook.health import Check, Limits, compare_errors, compare_latency
+from workbook.predictions import PredictionComparison, judge_predictions
+from workbook.sequential import SplitDecision
+from workbook.settings import SPLIT_ALPHA, validate_weight
+from workbook.telemetry import VersionTelemetry
+from workbook.traffic import ProbeResult
+
+__all__ = [
+    "Check",
+    "Limits",
+    "SplitCheck",
+    "StageEvidence",
+    "Verdict",
+    "check_pin",
+    "check_split",
+    "judge",
+    "min_requests_for",
+    "wilson_interval",
+]
 
 #: Confidence of the per-version Wilson intervals in a ``SplitCheck``. Fixed at 95% whatever the
 #: test's alpha: the intervals are for people reading a report, the verdict comes from the test.
@@ -169,6 +193,184 @@ def min_requests_for(weights: Mapping[str, int], min_expected: float = 5) -> int
     )
     smallest = min(v for v in w.values() if v > 0)
     return math.ceil(need * 100 / smallest)
+
+
+def check_pin(result: ProbeResult, version: str) -> Check:
+    """Requests pinned to ``version`` by header: every one must be answered by it, none fail."""
+    name = f"pin {version}"
+    figures: dict[str, Any] = {
+        "total": result.total,
+        "counts": dict(result.counts),
+        "errors": result.errors,
+        "headers": dict(result.headers),
+    }
+    answered = result.counts.get(version, 0)
+    if result.total and answered == result.total:
+        return Check(name, True, f"header pin: all {result.total} requests answered by {version}")
+    others = ", ".join(f"{n} by {v}" for v, n in sorted(result.counts.items()) if v != version)
+    failed = f"{result.errors} failed" if result.errors else ""
+    rest = "; ".join(x for x in (others, failed) if x)
+    return Check(
+        name,
+        False,
+        f"header pin to {version}: {answered} of {result.total} requests answered by it"
+        + (f" ({rest})" if rest else ""),
+        figures,
+    )
+
+
+@dataclass
+class StageEvidence:
+    """Everything a stage observed. Versions are model versions (the keys of ``weights``).
+
+    ``probe`` is the stage's probe through the weighted routes; ``telemetry`` the gateway's own
+    per-version counts over the stage (a delta of two snapshots, or a Prometheus window), keyed
+    by version; ``pins`` the probes sent with the header pin, by the version pinned;
+    ``predictions`` the replayed comparison; ``split`` the sequential decision, if the probe ran
+    with one.
+    """
+
+    weights: dict[str, int]
+    stable: str
+    canary: str
+    probe: ProbeResult
+    telemetry: dict[str, VersionTelemetry] | None = None
+    predictions: PredictionComparison | None = None
+    pins: dict[str, ProbeResult] = field(default_factory=dict)
+    split: SplitDecision | None = None
+
+
+@dataclass
+class Verdict:
+    """The gate's answer: ``passed``, one human line per reason, and every check as data.
+
+    ``reasons`` are the failed checks' lines when it failed, else every check's line.
+    """
+
+    passed: bool
+    reasons: list[str]
+    checks: dict[str, dict[str, Any]]
+
+    @property
+    def text(self) -> str:
+        """One line: PASS or FAIL and the reasons."""
+        return ("PASS: " if self.passed else "FAIL: ") + "; ".join(self.reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "reasons": list(self.reasons), "checks": self.checks}
+
+
+def judge(evidence: StageEvidence, limits: Limits | None = None) -> Verdict:
+    """The stage gate: every check that the evidence allows, one verdict (pure).
+
+    Checks: ``split``; ``pin <version>`` for each pin; ``errors (probe)``, ``latency (probe)``
+    and ``unattributed errors`` from the probe's tallies; ``errors (gateway)`` and
+    ``latency (gateway)`` from the telemetry; ``predictions``. The stage passes when all pass.
+    """
+    limits = limits if limits is not None else Limits()
+    ev = evidence
+    if ev.stable not in ev.weights or ev.canary not in ev.weights:
+        raise ConfigError(
+            "stage evidence",
+            "weights",
+            f"must name stable {ev.stable!r} and canary {ev.canary!r}, got {sorted(ev.weights)}",
+        )
+    checks = [_split_check(ev)]
+    checks += [check_pin(result, version) for version, result in sorted(ev.pins.items())]
+    checks += _probe_checks(ev, limits)
+    if ev.telemetry is not None:
+        checks += _gateway_checks(ev.telemetry, ev.stable, ev.canary, limits)
+    if ev.predictions is not None:
+        checks.append(judge_predictions(ev.predictions, limits))
+    passed = all(c.passed for c in checks)
+    reasons = [c.reason for c in checks if passed or not c.passed]
+    return Verdict(passed, reasons, {c.name: c.to_dict() for c in checks})
+
+
+def _split_check(ev: StageEvidence) -> Check:
+    if ev.split is not None and ev.split.done:
+        return Check("split", ev.split.state == "fits", ev.split.reason, ev.split.to_dict())
+    if not sum(ev.probe.counts.values()):
+        return Check("split", False, "split: no successful request to test", {})
+    check = check_split(ev.probe.counts, ev.weights, alpha=SPLIT_ALPHA)
+    reason = check.reason if check.passed else f"split mismatch: {check.reason}"
+    return Check("split", check.passed, reason, check.to_dict())
+
+
+def _probe_checks(ev: StageEvidence, limits: Limits) -> list[Check]:
+    probe, c, s = ev.probe, ev.canary, ev.stable
+    checks = [
+        compare_errors(
+            probe.errors_by_version.get(c, 0),
+            probe.requests_of(c),
+            probe.errors_by_version.get(s, 0),
+            probe.requests_of(s),
+            limits,
+            "probe",
+        ),
+        compare_latency(probe.latencies.get(c, []), probe.latencies.get(s, []), limits, "probe"),
+    ]
+    lost, total = probe.unattributed_errors, probe.total
+    figures = {"unattributed_errors": lost, "total": total}
+    if total and lost / total > limits.max_error_rate:
+        kinds = ", ".join(f"{k} {n}" for k, n in probe.error_kinds.items())
+        checks.append(
+            Check(
+                "unattributed errors",
+                False,
+                f"{lost} of {total} requests failed with no version named "
+                f"({100 * lost / total:.2f}% > limit {100 * limits.max_error_rate:g}%; {kinds})",
+                figures,
+            )
+        )
+    else:
+        checks.append(
+            Check("unattributed errors", True, f"{lost} requests failed unattributed", figures)
+        )
+    return checks
+
+
+def _gateway_checks(
+    telemetry: Mapping[str, VersionTelemetry], stable: str, canary: str, limits: Limits
+) -> list[Check]:
+    none = VersionTelemetry()
+    c, s = telemetry.get(canary, none), telemetry.get(stable, none)
+    errors = compare_errors(
+        round(c.errors), round(c.requests), round(s.errors), round(s.requests), limits, "gateway"
+    )
+    figures: dict[str, Any] = {"canary": c.to_dict(), "stable": s.to_dict()}
+    c_p50, c_p99 = c.quantile(0.5), c.quantile(0.99)
+    if c.requests < limits.min_requests or not math.isfinite(c_p99):
+        latency = Check("latency (gateway)", True, "gateway: too few canary requests", figures)
+    elif c_p99 > limits.max_p99_ms:
+        latency = Check(
+            "latency (gateway)",
+            False,
+            f"canary p99 {c_p99:.0f} ms > limit {limits.max_p99_ms:g} ms (gateway)",
+            figures,
+        )
+    else:
+        # Histogram quantiles are interpolated inside coarse buckets: compare the canary's p50
+        # with the most stable's p50 can be (its bucket's upper bound), so one bucket of
+        # interpolation noise never fails a stage.
+        ceiling = s.bucket_bound(0.5)
+        slower = (
+            s.requests >= limits.min_requests
+            and math.isfinite(ceiling)
+            and c_p50 > limits.max_latency_ratio * ceiling
+        )
+        latency = Check(
+            "latency (gateway)",
+            not slower,
+            (
+                f"canary p50 {c_p50:.0f} ms > {limits.max_latency_ratio:g} \N{MULTIPLICATION SIGN} "
+                f"stable p50 (at most {ceiling:g} ms) (gateway)"
+            )
+            if slower
+            else f"latency ok: canary p50 {c_p50:.1f} ms, p99 {c_p99:.0f} ms (gateway)",
+            figures,
+        )
+    return [errors, latency]
 
 
 def _weights(weights: Mapping[str, int], obj: str) -> dict[str, int]:

@@ -5,9 +5,10 @@ The steps of a rollout, on every target:
 
 - **deploy** the canary next to what production runs, at weight 0 (stable is never touched);
 - **shift** the canary to each weight of the stage plan;
-- **promote** in two revisions: stable takes the canary's image while the canary keeps its share
+- **promote** in three revisions: stable takes the canary's image while the canary keeps its share
   (the subsets select pods by ``track``, so old and new stable pods both serve while stable
-  rolls), then the canary is retired and stable takes all traffic;
+  rolls); then no route sends traffic to the canary (``canary.routed: false``) while its subset
+  still exists; then the canary is retired. So no request meets a subset the gateway has dropped;
 - **rollback**: stable serves 100% and the canary 0%, by returning to the latest earlier revision
   in which the canary took no traffic (this rollout's deploy revision), else by setting weight 0.
 
@@ -107,16 +108,21 @@ def canary_enabled(full: Mapping[str, Any]) -> bool:
     return bool(_track(full, CANARY).get("enabled", True))
 
 
+def canary_routed(full: Mapping[str, Any]) -> bool:
+    """The canary is deployed and the VirtualService routes to it."""
+    return canary_enabled(full) and bool(_track(full, CANARY).get("routed", True))
+
+
 def canary_weight(full: Mapping[str, Any]) -> int:
-    """The canary's configured weight (0 when it is disabled)."""
-    if not canary_enabled(full):
+    """The canary's configured weight (0 when it is disabled or not routed)."""
+    if not canary_routed(full):
         return 0
     return validate_weight(_track(full, CANARY).get("weight", 0), "values", "canary.weight")
 
 
 def expected_weights(full: Mapping[str, Any]) -> dict[str, int]:
     """Track → weight the gateway must serve for these (full) values."""
-    if not canary_enabled(full):
+    if not canary_routed(full):
         return {STABLE: 100}
     w = canary_weight(full)
     return {STABLE: 100 - w, CANARY: w}
@@ -126,7 +132,7 @@ def image_ref(full: Mapping[str, Any], track: str) -> str:
     """The image reference a track runs: ``[registry/]repository(:tag|@digest)``."""
     image = _track(full, track).get("image") or {}
     shared = full.get("image") if isinstance(full.get("image"), Mapping) else {}
-    registry = image.get("registry", (shared or {}).get("registry", ""))
+    registry = image.get("registry") or (shared or {}).get("registry", "")  # "" falls back
     ref = f"{registry}/{image.get('repository', '')}" if registry else str(image.get("repository"))
     if image.get("digest"):
         return f"{ref}@{image['digest']}"
@@ -174,6 +180,7 @@ def deploy(
     start = dict(current) if current is not None else dict(base)
     track = {
         "enabled": True,
+        "routed": True,
         "weight": weight,
         "version": canary.version,
         "image": dict(canary.image),
@@ -218,9 +225,11 @@ def shift(current: Mapping[str, Any] | None, defaults: Mapping[str, Any], weight
     return Step(values, f"shift canary to {w}%")
 
 
-def promote(current: Mapping[str, Any] | None, defaults: Mapping[str, Any]) -> tuple[Step, Step]:
-    """Two revisions: stable takes the canary's image (the canary keeps its share while stable
-    rolls), then the canary is retired and stable takes all traffic."""
+def promote(
+    current: Mapping[str, Any] | None, defaults: Mapping[str, Any]
+) -> tuple[Step, Step, Step]:
+    """Three revisions: stable takes the canary's image (the canary keeps its share while stable
+    rolls); stable takes all traffic while the canary's subset still exists; the canary retires."""
     values = _deployed(current, "promote")
     full = merge(defaults, values)
     _require_canary(full, "promote")
@@ -233,10 +242,12 @@ def promote(current: Mapping[str, Any] | None, defaults: Mapping[str, Any]) -> t
     }
     first = merge(values, {STABLE: stable})
     first[STABLE]["image"] = stable["image"]  # replace: no tag or digest of the old image stays
-    second = merge(first, {CANARY: {"enabled": False, "weight": 0}})
+    second = merge(first, {CANARY: {"routed": False, "weight": 0}})
+    third = merge(second, {CANARY: {"enabled": False}})
     return (
         Step(first, f"promote {version}: stable runs the canary's image"),
-        Step(second, f"promote {version}: canary retired"),
+        Step(second, f"promote {version}: stable takes all traffic"),
+        Step(third, f"promote {version}: canary retired"),
     )
 
 

@@ -26,7 +26,15 @@ from workbook.settings import CHART_NAME, project_root, validate_weight
 CHART_DIR: Path = project_root() / "charts" / CHART_NAME
 
 #: Order of kinds in ``render``: what a reader (and ``kubectl apply``) wants first; others follow.
-KIND_ORDER = ("Namespace", "Service", "Deployment", "Gateway", "DestinationRule", "VirtualService")
+KIND_ORDER = (
+    "Namespace",
+    "Service",
+    "Deployment",
+    "PodDisruptionBudget",
+    "Gateway",
+    "DestinationRule",
+    "VirtualService",
+)
 
 _LINT_SEVERITY = {0: "UNKNOWN", 1: "INFO", 2: "WARNING", 3: "ERROR"}
 # libyaml when present: the same safe loading, ten times faster than pure Python on a render.
@@ -142,6 +150,63 @@ def notes(
     """The rendered ``NOTES.txt``: what Helm prints after an install or upgrade."""
     rendered = _render(values, release, namespace, chart_dir)
     return next((text for name, text in rendered.items() if name.endswith("NOTES.txt")), "")
+
+
+def template(
+    settings_values: Mapping[str, Any] | None = None,
+    sets: Iterable[str] = (),
+    *,
+    istio: str | None = None,
+    revision: str | None = None,
+    release: str = "scoring",
+    namespace: str = "canary-demo",
+    chart_dir: str | os.PathLike[str] | None = None,
+) -> list[dict[str, Any]]:
+    """The manifests a release would apply, without a cluster (``helm template`` with our
+    settings): chart defaults, then ``settings_values``, then the Istio flavour (``addon`` or
+    ``upstream``, with ``revision``), then ``--set`` entries, which win.
+
+    ``istio=None`` keeps what the values say (the local gateway by default). The add-on needs a
+    revision; ConfigError names ``istio.revision`` otherwise.
+    """
+    from workbook.kube.istio_flavour import FlavourOverrides, defaults_for
+
+    values = dict(settings_values or {})
+    if istio is not None or revision:
+        if istio is not None and istio not in ("addon", "upstream", "local"):
+            raise ConfigError("template", "istio", f"must be addon or upstream, got {istio!r}")
+        flavour = istio or str(
+            (merge_values(default_values(chart_dir), values).get("istio") or {}).get("flavour")
+        )
+        if flavour == "addon" and not revision:
+            raise ConfigError(
+                "template",
+                "istio.revision",
+                "is required with --istio addon (the add-on injects by revision, e.g. asm-1-26)",
+            )
+        if flavour == "local":
+            overlay: dict[str, Any] = {"istio": {"flavour": "local", "revision": revision or ""}}
+        else:
+            overlay = defaults_for(FlavourOverrides(flavour, revision or "")).chart_values()
+            overlay.pop("gateway", None)  # the chart derives the flavour's usual selector
+        values = merge_values(values, overlay)
+    values = merge_values(values, parse_sets(sets))
+    return render(values, release=release, namespace=namespace, chart_dir=chart_dir)
+
+
+def request_host(docs: list[dict[str, Any]]) -> str:
+    """The Host header a caller outside sends to reach the release through the ingress: the
+    first VirtualService host bound to a gateway other than ``mesh``, "" when that is ``*``
+    (any Host matches) or there is no such VirtualService."""
+    for doc in docs:
+        if doc.get("kind") != "VirtualService":
+            continue
+        spec = doc.get("spec") or {}
+        if not [g for g in spec.get("gateways") or [] if g != "mesh"]:
+            continue
+        hosts = [str(h) for h in spec.get("hosts") or []]
+        return "" if not hosts or "*" in hosts else hosts[0]
+    return ""
 
 
 def lint(

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from workbook import canary, chart, operations
+from workbook import canary, chart, operations, packaging
 from workbook.canary import validate_weight
 from workbook.errors import ConfigError, WorkbookError
 from workbook.seam import Target
@@ -30,15 +30,22 @@ MAX_YAML_NODES = 100_000
 
 def _settings(args: argparse.Namespace) -> Settings:
     over: dict[str, Any] = {"target": args.target}
+    kernels = args.command in ("run", "walkthrough", "pipeline")  # they read the environment
     if args.state_dir:
         _check_text(args.state_dir, "--state-dir", "")
         state_dir = Path(args.state_dir)
         if state_dir.exists() and not state_dir.is_dir():
             raise ConfigError("--state-dir", args.state_dir, "is a file, not a folder")
         over["state_dir"] = state_dir.resolve()
-        if args.command in ("run", "walkthrough"):  # notebook kernels read the environment
+        if kernels:
             os.environ["WORKBOOK_STATE_DIR"] = str(over["state_dir"])
-    return Settings.from_env(**over)
+    settings = Settings.from_env(**over)
+    app = getattr(args, "app", None)
+    if app:
+        settings = settings.for_app(app)
+        if kernels:
+            os.environ["WORKBOOK_SCORING_APP"] = app
+    return settings
 
 
 def _target(args: argparse.Namespace, **options: Any) -> Target:
@@ -59,8 +66,13 @@ def _check_tracks(target: Target, values: dict[str, Any]) -> None:
 
 
 def cmd_up(args: argparse.Namespace) -> None:
+    from workbook import faults
+
     target = _target(args, gateway_port=args.port)
     overrides = chart.parse_sets(args.set or [])
+    if args.canary_fault:
+        env = faults.chart_env(faults.parse(args.canary_fault))
+        overrides = chart.merge_values(overrides, {"canary": {"env": env}})
     _check_tracks(target, chart.merge_values(target.settings.chart_values(), overrides))
     rel = operations.up(target, overrides)
     print(_release_line(rel))
@@ -90,12 +102,15 @@ def cmd_probe(args: argparse.Namespace) -> None:
         raise ConfigError("probe", "-n", f"must be 1..{MAX_PROBE_REQUESTS}, got {args.n}")
     if not 1 <= args.c <= MAX_PROBE_CONCURRENCY:
         raise ConfigError("probe", "-c", f"must be 1..{MAX_PROBE_CONCURRENCY}, got {args.c}")
-    status = operations.status(_target(args))
+    target = _target(args)
+    status = operations.status(target)
+    host = target.traffic.host()
     result = traffic.probe(
         status.gateway_url + "/score",
         args.n,
         concurrency=args.c,
-        headers=headers,
+        headers={**({"host": host} if host else {}), **headers},
+        payload=packaging.probe_payload(target.settings.scoring_app),
         show_progress=None if not args.json else False,
     )
     if args.json:
@@ -359,10 +374,17 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="workbook", description=__doc__)
     p.add_argument("--target", choices=["local", "k8s"], default=None, help="default: local")
     p.add_argument("--state-dir", default=None, help="local mesh state (default .workbook/)")
+    p.add_argument("--app", choices=["dummy", "safe-driver"], default=None, help="scoring app")
     # the same options after the verb (`workbook up --target k8s`), winning over the global ones
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--target", choices=["local", "k8s"], default=argparse.SUPPRESS)
     common.add_argument("--state-dir", default=argparse.SUPPRESS)
+    common.add_argument(
+        "--app",
+        choices=["dummy", "safe-driver"],
+        default=argparse.SUPPRESS,
+        help="the scoring app (default dummy, or WORKBOOK_SCORING_APP)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser(
@@ -370,6 +392,13 @@ def parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="chart value override")
     s.add_argument("--port", type=int, default=None, help="local gateway port (default: free)")
+    s.add_argument(
+        "--canary-fault",
+        default="",
+        metavar="SPEC",
+        help="rehearse a bad canary: errors=0.05,errors-after=N,latency=200ms,crash-after=300,"
+        "drift=0.3",
+    )
     s.set_defaults(func=cmd_up)
 
     s = sub.add_parser("upgrade", parents=[common], help="a new revision with changed chart values")

@@ -3,12 +3,11 @@
 Core kinds are checked against the Kubernetes OpenAPI schemas of ``kubernetes-validate`` in strict
 mode (unknown fields are errors). Istio networking kinds are checked against the
 ``cloudcoil-models-istio`` models, plus an unknown-field check, because pydantic drops unknown
-fields silently. Then the canary rules no schema holds: weights of a route sum to 100, every
-subset a route names exists in a DestinationRule for its host, and no route follows a route that
-matches every request (pin routes come before the weighted route).
+fields silently; then by ``istio.problems``, the one Istio validation the local gateway runs too
+(every subset a route names exists, weights, durations, ...), with the same wording.
 
 Messages name the object and the field:
-``VirtualService canary-demo/scoring: http[2].route weights must sum to 100, got 90+30=120``.
+``VirtualService canary-demo/scoring: spec.http[2].route[1].weight must not be negative, got -5``.
 """
 
 from __future__ import annotations
@@ -19,7 +18,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-ISTIO_GROUP = "networking.istio.io"
+from workbook import istio, kinds
+
 #: Union members pydantic puts into an error's location: ``HeadersModel1``, ``function-after[...]``.
 _UNION_TAG = re.compile(r"^[A-Z]\w*Model\d*$|^[a-z-]+\[")
 
@@ -138,86 +138,6 @@ def _istio_errors(doc: Mapping[str, Any], ref: str) -> list[str]:
     return [f"{ref}: {p}: unknown field" for p in unknown_fields(dict(doc), dumped)]
 
 
-# ---- canary rules -----------------------------------------------------------------------------
-
-
-def _fqdn(host: str, namespace: str) -> str:
-    from workbook.istio import normalize_host
-
-    return str(normalize_host(host, namespace))
-
-
-def _subsets_by_host(
-    rules: Iterable[Mapping[str, Any]], default_ns: str
-) -> dict[str, tuple[str, list[str]]]:
-    """FQDN host → (DestinationRule ref, subset names)."""
-    out: dict[str, tuple[str, list[str]]] = {}
-    for dr in rules:
-        if dr.get("kind") != "DestinationRule":
-            continue
-        meta, spec = dr.get("metadata") or {}, dr.get("spec") or {}
-        ns = meta.get("namespace") or default_ns
-        host = spec.get("host")
-        if not isinstance(host, str):
-            continue
-        names = [s.get("name") for s in spec.get("subsets") or [] if isinstance(s, Mapping)]
-        out[_fqdn(host, ns)] = (f"{ns}/{meta.get('name')}", [str(n) for n in names if n])
-    return out
-
-
-def _label(i: int, route: Mapping[str, Any]) -> str:
-    name = route.get("name")
-    return f"http[{i}] ({name})" if name else f"http[{i}]"
-
-
-def _vs_rule_errors(
-    vs: Mapping[str, Any], ref: str, subsets: Mapping[str, tuple[str, list[str]]], ns: str
-) -> list[str]:
-    out: list[str] = []
-    spec = vs.get("spec") or {}
-    http = [h for h in spec.get("http") or [] if isinstance(h, Mapping)]
-    catch_all: int | None = None
-    for i, route in enumerate(http):
-        if catch_all is not None:
-            out.append(
-                f"{ref}: {_label(i, route)} is unreachable: {_label(catch_all, http[catch_all])} "
-                "before it matches every request; put pin (header) routes before the weighted route"
-            )
-        elif not route.get("match"):
-            catch_all = i
-        dests = [d for d in route.get("route") or [] if isinstance(d, Mapping)]
-        weights = [d.get("weight", 0) for d in dests]
-        if all(isinstance(w, int) and not isinstance(w, bool) for w in weights):
-            for j, w in enumerate(weights):
-                if not 0 <= w <= 100:
-                    out.append(f"{ref}: http[{i}].route[{j}].weight must be 0..100, got {w}")
-            if len(dests) > 1 and sum(weights) != 100:
-                shown = "+".join(str(w) for w in weights)
-                out.append(
-                    f"{ref}: http[{i}].route weights must sum to 100, got {shown}={sum(weights)}"
-                )
-        named = [(f"http[{i}].route[{j}]", d.get("destination") or {}) for j, d in enumerate(dests)]
-        if isinstance(route.get("mirror"), Mapping):
-            named.append((f"http[{i}].mirror", route["mirror"]))
-        for where, dest in named:
-            subset, host = dest.get("subset"), dest.get("host")
-            if not subset or not isinstance(host, str):
-                continue
-            fqdn = _fqdn(host, ns)
-            if fqdn not in subsets:
-                out.append(
-                    f"{ref}: {where}.destination.subset {subset!r}: no DestinationRule for host "
-                    f"{fqdn}"
-                )
-            elif subset not in subsets[fqdn][1]:
-                dr, names = subsets[fqdn]
-                out.append(
-                    f"{ref}: {where}.destination.subset {subset!r} is not a subset of "
-                    f"DestinationRule {dr} (has: {', '.join(names) or 'none'})"
-                )
-    return out
-
-
 # ---- entry point ------------------------------------------------------------------------------
 
 
@@ -228,29 +148,57 @@ def validate_manifests(
     known: Iterable[Mapping[str, Any]] = (),
     default_namespace: str | None = None,
 ) -> list[str]:
-    """Every problem in ``docs`` as ``"<Kind> <ns>/<name>: <field>: <message>"``; [] when clean.
+    """Every error in ``docs`` as ``"<Kind> <ns>/<name>: <field> <message>"``; [] when clean.
 
-    ``known`` are live objects (e.g. DestinationRules already in the cluster) that subset
-    references may point at besides those in ``docs``.
+    Istio objects get the schema check and then ``istio.problems`` (the same rules and wording
+    as the local gateway), less what only the local gateway cannot serve and less istiod's
+    warnings (``manifest_warnings`` has those). ``known`` are live objects (e.g. DestinationRules
+    already in the cluster) that subset references may point at besides those in ``docs``.
     """
     items = [dict(d) for d in docs if d]
-    problems: list[str] = []
-    for doc in items:
+    out: list[str] = []
+    schema_failed: set[int] = set()
+    for i, doc in enumerate(items):
+        if istio.is_istio(doc) or kinds.is_istio_kind(doc.get("kind")):
+            shape = istio.shape_problem(doc, i)
+            if shape is not None:
+                out.append(str(shape))
+                schema_failed.add(i)
+                continue
+            found = _istio_errors(doc, istio.ref(doc, default_namespace))
+            if found:
+                schema_failed.add(i)
+            out += found
+            continue
         ref = _ref(doc, default_namespace)
         missing = [f for f in ("apiVersion", "kind") if not doc.get(f)]
         if not (doc.get("metadata") or {}).get("name"):
             missing.append("metadata.name")
         if missing:
-            problems.append(f"{ref}: {', '.join(missing)} is required")
+            out.append(f"{ref}: {', '.join(missing)} is required")
             continue
-        if str(doc["apiVersion"]).startswith(ISTIO_GROUP + "/"):
-            problems += _istio_errors(doc, ref)
-        else:
-            problems += _core_errors(doc, ref, k8s_version)
-    fallback_ns = default_namespace or "default"
-    subsets = _subsets_by_host([*known, *items], fallback_ns)
-    for doc in items:
-        if doc.get("kind") == "VirtualService" and isinstance(doc.get("spec"), Mapping):
-            ns = (doc.get("metadata") or {}).get("namespace") or fallback_ns
-            problems += _vs_rule_errors(doc, _ref(doc, default_namespace), subsets, ns)
-    return problems
+        out += _core_errors(doc, ref, k8s_version)
+    checked = [d for i, d in enumerate(items) if i not in schema_failed]
+    out += [str(p) for p in _istio_problems(checked, known, default_namespace) if not p.warning]
+    return out
+
+
+def manifest_warnings(
+    docs: Iterable[Mapping[str, Any] | None],
+    *,
+    known: Iterable[Mapping[str, Any]] = (),
+    default_namespace: str | None = None,
+) -> list[str]:
+    """istiod's warnings for the Istio objects of ``docs`` (it accepts them): to print."""
+    items = [dict(d) for d in docs if d]
+    return [str(p) for p in _istio_problems(items, known, default_namespace) if p.warning]
+
+
+def _istio_problems(
+    docs: list[dict[str, Any]], known: Iterable[Mapping[str, Any]], default_namespace: str | None
+) -> list[istio.Problem]:
+    found = istio.problems(
+        docs, namespace=default_namespace or istio.DEFAULT_NAMESPACE, known=list(known)
+    )
+    # The k8s target serves every Istio field; the schema check has already refused unknown ones.
+    return [p for p in found if not p.unsupported]

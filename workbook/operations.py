@@ -68,7 +68,7 @@ def _deploy(target: Target, step: canary.Step, current: Release | None, echo: Ec
 def install(target: Target, values: dict[str, Any], description: str, echo: Echo) -> Release:
     """Get the target ready (local: the mesh starts; k8s: namespace and pull secret), then deploy
     ``values``: the first revision, or a new one on top of what a cluster already runs."""
-    target.prepare(values)
+    values = target.prepare(values)
     current = target.releases.deployed()
     echo(f"{description} ...")
     try:
@@ -125,15 +125,15 @@ def shift(target: Target, weight: Any, *, echo: Echo = _quiet) -> Release:
 
 
 def promote(target: Target, *, require_traffic: bool = False, echo: Echo = _quiet) -> Release:
-    """The canary becomes stable, in two revisions (see ``workbook.canary.promote``).
+    """The canary becomes stable, in three revisions (see ``workbook.canary.promote``).
 
     ``require_traffic``: refuse a canary that never took weighted traffic (``workbook.canary.
     took_traffic``); the command line asks for it unless ``--force`` is given.
     """
-    current = _require_deployed(target, "promote")
+    rel = _require_deployed(target, "promote")
+    steps = canary.promote(rel.values, defaults(target))  # no canary: its own error first
     if require_traffic and not canary.took_traffic(target.releases.history(), defaults(target)):
-        full = full_values(target, current.values)
-        canary.promote(current.values, defaults(target))  # no canary: its own error first
+        full = full_values(target, rel.values)
         raise ConfigError(
             "promote",
             "canary.weight",
@@ -141,9 +141,9 @@ def promote(target: Target, *, require_traffic: bool = False, echo: Echo = _quie
             "was deployed: it took no traffic, so nothing says it works; shift traffic to it "
             "first (`workbook shift 10`) or promote anyway with --force",
         )
-    first, second = canary.promote(current.values, defaults(target))
-    rel = _deploy(target, first, current, echo)
-    return _deploy(target, second, rel, echo)
+    for step in steps:
+        rel = _deploy(target, step, rel, echo)
+    return rel
 
 
 def rollback(target: Target, revision: int | None = None, *, echo: Echo = _quiet) -> Release:

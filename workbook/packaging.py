@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from workbook.errors import ConfigError, RegistryError
 from workbook.registry import (
@@ -30,6 +31,9 @@ SCORING_DIR = Path(__file__).resolve().parent / "scoring"
 DOCKERFILE_TEMPLATE = SCORING_DIR / "Dockerfile"
 ENTRY_SCRIPT = "score.py"
 REQUIREMENTS = "requirements.txt"
+#: Debian packages an app needs besides its pip requirements, one per line (e.g. LightGBM's wheel
+#: links the system OpenMP runtime, libgomp1, which slim base images may lack).
+SYSTEM_PACKAGES = "system-packages.txt"
 
 #: Paths inside a build context (and inside a stored bundle, relative to its ``path``).
 CONTEXT_SRC = "src"
@@ -38,7 +42,10 @@ CONTEXT_ENTRY_SCRIPT = f"{CONTEXT_SRC}/{ENTRY_SCRIPT}"
 
 _ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLACEHOLDER_RE = re.compile(r"\{\{([A-Z_]+)\}\}")
-_SKIP = {"__pycache__", REQUIREMENTS}
+#: Modules every scoring app imports from its own folder (stdlib only), copied next to score.py.
+SHARED_MODULES = ("fault_injection.py",)
+_SKIP = {"__pycache__", REQUIREMENTS, SYSTEM_PACKAGES}
+_DEB_NAME_RE = re.compile(r"[a-z0-9][a-z0-9+.-]+")
 
 
 def scoring_apps() -> list[str]:
@@ -49,11 +56,41 @@ def scoring_apps() -> list[str]:
 def scoring_app_dir(name: str) -> Path:
     """The folder of one scoring app, or a ConfigError listing the apps there are."""
     folder = SCORING_DIR / name
-    if not re.fullmatch(r"[A-Za-z0-9_]+", name) or not (folder / ENTRY_SCRIPT).is_file():
+    if not re.fullmatch(r"[A-Za-z0-9_-]+", name) or not (folder / ENTRY_SCRIPT).is_file():
         raise ConfigError(
             "packaging", "scoring_app", f"must be one of {scoring_apps()}, got {name!r}"
         )
     return folder
+
+
+def system_packages(scoring_app: str) -> list[str]:
+    """The Debian packages listed in the app's ``system-packages.txt`` (none without one)."""
+    path = scoring_app_dir(scoring_app) / SYSTEM_PACKAGES
+    if not path.is_file():
+        return []
+    names = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+    names = [n for n in names if n]
+    for name in names:
+        if not _DEB_NAME_RE.fullmatch(name):
+            raise ConfigError(
+                f"scoring app {scoring_app}", SYSTEM_PACKAGES, f"{name!r} is not a package name"
+            )
+    return names
+
+
+def _system_packages_block(scoring_app: str) -> str:
+    names = system_packages(scoring_app)
+    if not names:
+        return ""
+    return "\n".join(
+        [
+            f"# System libraries the app needs ({SYSTEM_PACKAGES}), installed as root.",
+            "USER root",
+            "RUN apt-get update \\",
+            f" && apt-get install -y --no-install-recommends {' '.join(names)} \\",
+            " && rm -rf /var/lib/apt/lists/*",
+        ]
+    )
 
 
 def render_dockerfile(model: ModelVersion, scoring_app: str, env: Mapping[str, str]) -> str:
@@ -73,6 +110,7 @@ def render_dockerfile(model: ModelVersion, scoring_app: str, env: Mapping[str, s
         "MODEL_NAME": model.name,
         "MODEL_VERSION": model.version,
         "SCORING_APP": scoring_app,
+        "SYSTEM_PACKAGES": _system_packages_block(scoring_app),
         "EXTRA_ENV": "\n".join(extra),
     }
     text = _PLACEHOLDER_RE.sub(lambda m: values[m.group(1)], DOCKERFILE_TEMPLATE.read_text())
@@ -106,6 +144,8 @@ def build_context(
         raise RegistryError(f"model {model.id}: its files are missing at {model.path}")
     dest.mkdir(parents=True, exist_ok=True)
     _copy_tree(app, dest / CONTEXT_SRC, _SKIP)
+    for shared in SHARED_MODULES:  # next to every app's score.py
+        shutil.copyfile(SCORING_DIR / shared, dest / CONTEXT_SRC / shared)
     requirements = app / REQUIREMENTS
     if not requirements.is_file():
         raise RegistryError(f"scoring app {scoring_app} has no {REQUIREMENTS} at {requirements}")
@@ -169,22 +209,48 @@ def dummy_model_source(version: str, dest: Path, *, name: str = "dummy") -> Path
     return path
 
 
+def probe_payload(scoring_app: str, n_rows: int = 1) -> dict[str, Any]:
+    """A scoring request body the app accepts: what the traffic probe sends to it.
+
+    The dummy takes any rows of numbers (``traffic.DEFAULT_PAYLOAD``); safe-driver takes rows of
+    the Porto Seguro schema (synthetic drivers, the same for the same ``n_rows``).
+    """
+    scoring_app_dir(scoring_app)
+    if scoring_app == "safe-driver":
+        from workbook.safedriver.publish import sample_payload
+
+        return sample_payload(n_rows)
+    from workbook.traffic import DEFAULT_PAYLOAD
+
+    return {"data": [list(DEFAULT_PAYLOAD["data"][0]) for _ in range(n_rows)]}
+
+
 def ensure_demo_images(
     settings: Settings,
     registry: ModelRegistry | None = None,
     store: ImageStore | None = None,
 ) -> list[ImageBundle]:
-    """Register dummy stable and canary model versions and package their images, when missing.
+    """Register stable and canary model versions of ``settings.scoring_app`` and package their
+    images, when missing.
 
-    A model version or image already there (perhaps a real one) is kept as it is; returns the
-    bundles of ``settings.image(stable_version)`` and ``settings.image(canary_version)``.
+    dummy: versions that report their version; safe-driver: the trained LightGBM versions
+    (``workbook.safedriver``). A model version or image already there (perhaps a real one) is kept
+    as it is; returns the bundles of ``settings.image(stable_version)`` and
+    ``settings.image(canary_version)``.
     """
     registry = registry if registry is not None else LocalModelRegistry(settings.state_dir)
     store = store if store is not None else LocalImageStore(settings.state_dir)
+    app = settings.scoring_app
+    versions = list(dict.fromkeys((settings.stable_version, settings.canary_version)))
+    missing = [v for v in versions if not store.exists(settings.image(v))]
+    if app == "safe-driver" and missing:
+        from workbook.safedriver.publish import register_models
+
+        register_models(registry, missing, name=settings.model_name)
     bundles = []
-    for version in dict.fromkeys((settings.stable_version, settings.canary_version)):
+    for version in versions:
         ref = settings.image(version)
-        if store.exists(ref):
+        if version not in missing:
             bundles.append(store.resolve(ref))
             continue
         try:
@@ -193,5 +259,17 @@ def ensure_demo_images(
             with tempfile.TemporaryDirectory(prefix="workbook-dummy-") as tmp:
                 source = dummy_model_source(version, Path(tmp), name=settings.model_name)
                 registry.register(settings.model_name, source, version, tags={"kind": "dummy"})
-        bundles.append(package_local(registry, store, settings.model_name, version, ref))
+        bundles.append(
+            package_local(registry, store, settings.model_name, version, ref, scoring_app=app)
+        )
     return bundles
+
+
+def ensure_safe_driver_images(
+    settings: Settings,
+    registry: ModelRegistry | None = None,
+    store: ImageStore | None = None,
+) -> list[ImageBundle]:
+    """``ensure_demo_images`` for the safe-driver app: ``<registry>/scoring-safe-driver:v1`` and
+    ``:v2`` (unless ``settings`` names another repository or model explicitly)."""
+    return ensure_demo_images(settings.for_app("safe-driver"), registry, store)

@@ -87,6 +87,15 @@ def _copy_into(source: Path, dest: Path) -> None:
         shutil.copyfile(path, target)
 
 
+def _string_map(name: str, field_name: str, values: Mapping[str, str] | None) -> dict[str, str]:
+    """``values`` as a plain dict of strings (what Azure ML accepts), or a ConfigError."""
+    out = dict(values or {})
+    bad = sorted(k for k, v in out.items() if not isinstance(k, str) or not isinstance(v, str))
+    if bad:
+        raise ConfigError(f"model {name}", f"{field_name}.{bad[0]}", "must be a string")
+    return out
+
+
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
@@ -110,6 +119,8 @@ class ModelVersion:
     tags: dict[str, str] = field(default_factory=dict)
     registered: str = ""
     digest: str = ""
+    #: Fixed at registration, as Azure ML model properties are (metrics, training facts).
+    properties: dict[str, str] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -127,6 +138,7 @@ class ModelRegistry(Protocol):
         source: Path,
         version: str | None = None,
         tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
     ) -> ModelVersion: ...
 
     def get(self, name: str, version: str | None = None) -> ModelVersion: ...
@@ -176,6 +188,7 @@ class LocalModelRegistry:
             tags=dict(meta.get("tags") or {}),
             registered=meta.get("registered", ""),
             digest=meta.get("digest", ""),
+            properties=dict(meta.get("properties") or {}),
         )
 
     def _versions(self, name: str) -> list[str]:
@@ -202,8 +215,11 @@ class LocalModelRegistry:
         source: Path,
         version: str | None = None,
         tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
     ) -> ModelVersion:
         """Copy ``source`` (a file or folder) in as ``name:version`` (next ``v<n>`` when None).
+
+        ``properties`` (string values, e.g. metrics) are stored with the version and never change.
 
         Registering an existing version again with the same files is a no-op that returns it;
         with other files it is a RegistryError: a version, once registered, never changes.
@@ -227,6 +243,7 @@ class LocalModelRegistry:
                 "name": name,
                 "version": version,
                 "tags": dict(tags or {}),
+                "properties": _string_map(name, "properties", properties),
                 "registered": _now(),
                 "digest": digest,
                 "source": str(source.resolve()),
@@ -285,11 +302,12 @@ class LocalModelRegistry:
 
 
 class ImageRef(NamedTuple):
-    """A parsed image reference ``[registry/]repository:tag``."""
+    """A parsed image reference ``[registry/]repository[:tag][@digest]``."""
 
     registry: str
     repository: str
     tag: str
+    digest: str = ""
 
     @property
     def name(self) -> str:
@@ -297,33 +315,59 @@ class ImageRef(NamedTuple):
         return f"{self.registry}/{self.repository}" if self.registry else self.repository
 
     def __str__(self) -> str:
-        return f"{self.name}:{self.tag}"
+        tag = f":{self.tag}" if self.tag else ""
+        digest = f"@{self.digest}" if self.digest else ""
+        return f"{self.name}{tag}{digest}"
+
+    def chart_image(self) -> dict[str, str]:
+        """The chart's per-track ``image`` values: registry, repository, tag, digest."""
+        return {
+            "registry": self.registry,
+            "repository": self.repository,
+            "tag": self.tag,
+            "digest": self.digest,
+        }
+
+
+#: Digests the OCI image spec registers (descriptor.md, "Registered algorithms").
+_DIGEST_RE = re.compile(r"sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128}")
 
 
 def parse_image_ref(ref: str) -> ImageRef:
-    """Split and validate ``registry/repository:tag`` (Docker's grammar, tag required).
+    """Split and validate ``registry/repository:tag``, ``…@sha256:<hex>`` or ``…:tag@sha256:<hex>``.
 
-    The registry is the first path component when it looks like a host (has a '.' or a ':' or
-    is ``localhost``); the repository path is lowercase; the tag is ``[A-Za-z0-9_.-]{1,128}``.
+    Docker's grammar (distribution/reference): the registry is the first path component when it
+    looks like a host (has a '.' or a ':' or is ``localhost``), any host (``*.azurecr.io``,
+    ``*.azurecr.cn``, ``*.azurecr.us``, a private one); the repository path is lowercase; the tag
+    is ``[A-Za-z0-9_.-]{1,128}``; a digest is ``sha256:`` + 64 or ``sha512:`` + 128 lowercase hex
+    digits (what ``Model.package`` returns as its location). A tag or a digest is required.
     """
     obj = f"image {ref!r}"
     if not isinstance(ref, str) or not ref.strip():
         raise ConfigError("image", "reference", f"must be registry/repository:tag, got {ref!r}")
-    if "@" in ref:
-        raise ConfigError(
-            obj, "reference", "must name a tag, not a digest (registry/repository:tag)"
-        )
-    slash = ref.rfind("/")
-    colon = ref.rfind(":")
-    if colon <= slash:
-        raise ConfigError(obj, "tag", "is missing: write registry/repository:tag, e.g. ...:v1")
-    name, tag = ref[:colon], ref[colon + 1 :]
-    if not _TAG_CHARS_RE.fullmatch(tag) or not _TAG_RE.fullmatch(tag):
+    rest, at, digest = ref.partition("@")
+    if at and not _DIGEST_RE.fullmatch(digest):
         raise ConfigError(
             obj,
-            "tag",
-            f"must match [A-Za-z0-9_.-]{{1,128}} and not start with '.' or '-', got {tag!r}",
+            "digest",
+            f"must be sha256:<64 hex digits> (or sha512:<128>), lowercase, got {digest!r}",
         )
+    slash = rest.rfind("/")
+    colon = rest.rfind(":")
+    if colon <= slash:
+        if not digest:
+            raise ConfigError(
+                obj, "tag", "is missing: write registry/repository:tag (or @sha256:<digest>)"
+            )
+        name, tag = rest, ""
+    else:
+        name, tag = rest[:colon], rest[colon + 1 :]
+        if not _TAG_CHARS_RE.fullmatch(tag) or not _TAG_RE.fullmatch(tag):
+            raise ConfigError(
+                obj,
+                "tag",
+                f"must match [A-Za-z0-9_.-]{{1,128}} and not start with '.' or '-', got {tag!r}",
+            )
     parts = name.split("/")
     registry = ""
     if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
@@ -341,7 +385,7 @@ def parse_image_ref(ref: str) -> ImageRef:
             "must be a lowercase path of [a-z0-9] components separated by '.', '_', '__' or '-' "
             f"joined by '/', got {repository!r}",
         )
-    return ImageRef(registry, repository, tag)
+    return ImageRef(registry, repository, tag, digest)
 
 
 @dataclass
@@ -405,6 +449,12 @@ class LocalImageStore:
         return f"LocalImageStore({str(self.root)!r})"
 
     def _tag_dir(self, ref: ImageRef) -> Path:
+        if not ref.tag or ref.digest:
+            raise ConfigError(
+                f"image {str(ref)!r}",
+                "digest" if ref.digest else "tag",
+                "the local image store keeps images by tag: write registry/repository:tag",
+            )
         return self.images_dir / quote(ref.name, safe="") / ref.tag
 
     @staticmethod

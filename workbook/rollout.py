@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from workbook import flow, operations, steps, workspace
+from workbook import analysis, flow, operations, steps, workspace
 from workbook.seam import Target
 from workbook.settings import DEFAULT_REQUESTS
 
@@ -18,7 +18,7 @@ class DirectExecutor:
         *,
         requests: int = DEFAULT_REQUESTS,
         canary_env: dict[str, str] | None = None,
-        gate: steps.Gate = steps.split_gate,
+        gate: steps.Gate = analysis.judge,
         echo: operations.Echo = operations._quiet,
     ) -> None:
         self.target, self.requests, self.gate, self.echo = target, requests, gate, echo
@@ -80,7 +80,7 @@ def run(
     *,
     requests: int = DEFAULT_REQUESTS,
     canary_env: dict[str, str] | None = None,
-    gate: steps.Gate = steps.split_gate,
+    gate: steps.Gate = analysis.judge,
     echo: operations.Echo = operations._quiet,
 ) -> flow.FlowResult:
     """The whole rollout on ``target`` for the settings' stage plan."""

@@ -101,12 +101,23 @@ class TrafficView(Protocol):
     def gateway_url(self) -> str:
         """Base URL of the scoring endpoint ("" when the target cannot tell)."""
 
+    def host(self) -> str:
+        """The Host header a caller sends through the gateway ("" when any host is served)."""
+
     def served_weights(self) -> dict[str, int]:
         """Track → weight of the weighted (catch-all) route that the gateway serves now."""
 
     def counters(self) -> dict[str, dict[str, int]]:
         """Cumulative request counters per Istio cluster (``outbound|80|canary|host``); {} when the
         target has no such telemetry."""
+
+    def telemetry_mark(self) -> Any:
+        """The start of a telemetry window (an opaque mark for ``telemetry_since``)."""
+
+    def telemetry_since(self, mark: Any, versions: dict[str, str]) -> dict[str, Any] | None:
+        """The gateway's own per-version telemetry since ``mark`` (``workbook.telemetry``
+        ``VersionTelemetry`` by model version; ``versions`` maps track to version); None when the
+        target has none."""
 
 
 class ObjectStore(Protocol):
@@ -137,8 +148,9 @@ class Target(Protocol):
     @property
     def objects(self) -> ObjectStore: ...
 
-    def prepare(self, values: dict[str, Any]) -> None:
-        """Before the first revision: local starts the mesh; k8s readies namespace and secret."""
+    def prepare(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Before the first revision: local starts the mesh; k8s readies namespace and secret and
+        adds what the cluster needs to the values (its Istio flavour). Returns the values."""
 
     def abandon(self) -> None:
         """After a failed first revision: undo what ``prepare`` started, keep the history."""

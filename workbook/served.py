@@ -1,14 +1,18 @@
-"""Which weights a gateway really serves, read from its Envoy route configuration (pure).
+"""Which weights a gateway really serves, read from its Envoy configuration dump (pure).
 
-Istio names each Envoy route after its VirtualService ``http[].name`` and each cluster
-``outbound|PORT|SUBSET|HOST``; the chart names its split route ``weighted``. So the same reading
-works on the local gateway's config dump and on an Istio ingress gateway's
-(``/config_dump?resource=dynamic_route_configs``).
+One reading for both targets: the local gateway's Envoy and an Istio ingress gateway's Envoy
+(``/config_dump?resource=dynamic_route_configs`` on the admin port). How istiod writes a route
+(istio/istio ``pilot/pkg/networking/core/route/route.go``), which our translator follows: the Envoy
+route carries its VirtualService in ``metadata.filter_metadata.istio.config``
+(``/apis/networking.istio.io/<version>/namespaces/<ns>/virtual-service/<name>``) and the http
+route's ``name``; destinations become clusters named ``outbound|<port>|<subset>|<host>``
+(``model.BuildSubsetKey``); with several destinations those of weight 0 are left out of
+``weighted_clusters``. The chart names its split route ``weighted``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 #: Name of the chart's VirtualService route that carries the stable/canary split.
@@ -23,52 +27,59 @@ def subset_of_cluster(name: str) -> str | None:
     return parts[2]
 
 
+def route_configs(dump: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """Every RouteConfiguration in a config dump, whole or filtered by resource."""
+    for cfg in dump.get("configs") or []:
+        if "route_config" in cfg:  # ?resource=dynamic_route_configs
+            yield cfg["route_config"]
+        for key in ("dynamic_route_configs", "static_route_configs"):  # a whole RoutesConfigDump
+            for item in cfg.get(key) or []:
+                if "route_config" in item:
+                    yield item["route_config"]
+
+
+def config_path(namespace: str, vs_name: str) -> str:
+    """The suffix istiod's route metadata ends with for one VirtualService."""
+    return f"/namespaces/{namespace}/virtual-service/{vs_name}"
+
+
 def route_weights(route: Mapping[str, Any]) -> dict[str, int]:
     """Subset → weight of one Envoy route (a single cluster is weight 100)."""
     action = route.get("route") or {}
     if "cluster" in action:
-        subset = subset_of_cluster(str(action["cluster"]))
-        return {subset: 100} if subset is not None else {}
+        return {subset_of_cluster(str(action["cluster"])) or "": 100}
     out: dict[str, int] = {}
     for c in (action.get("weighted_clusters") or {}).get("clusters") or []:
-        subset = subset_of_cluster(str(c.get("name", "")))
-        if subset is not None:
-            out[subset] = out.get(subset, 0) + int(c.get("weight") or 0)
+        key = subset_of_cluster(str(c.get("name", ""))) or ""
+        out[key] = out.get(key, 0) + int(c.get("weight") or 0)
     return out
-
-
-def _routes(route_configs: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
-    for rc in route_configs:
-        for vh in rc.get("virtual_hosts") or []:
-            yield from vh.get("routes") or []
 
 
 def served_weights(
-    route_configs: Iterable[Mapping[str, Any]], route_name: str = WEIGHTED_ROUTE
-) -> dict[str, int]:
-    """Subset → weight of the first route named ``route_name``; {} when none is served.
+    configs: Iterable[Mapping[str, Any]],
+    namespace: str,
+    vs_name: str,
+    route: str = WEIGHTED_ROUTE,
+) -> dict[str, int] | None:
+    """Subset → weight of the named http route of one VirtualService in these route
+    configurations; None when no such route is served (not pushed, or not bound to this gateway).
+    When several virtual hosts carry the route (several hosts), the first is returned."""
+    suffix = config_path(namespace, vs_name)
+    for rc in configs:
+        for vh in rc.get("virtual_hosts") or []:
+            for r in vh.get("routes") or []:
+                config = ((r.get("metadata") or {}).get("filter_metadata") or {}).get("istio") or {}
+                if not str(config.get("config", "")).endswith(suffix):
+                    continue
+                name = str(r.get("name", ""))
+                if name == route or name.startswith(route + "."):
+                    return route_weights(r)
+    return None
 
-    Weights are normalised to percentages the way Envoy splits them (weight / sum), so a
-    configuration of 1:3 reads as 25/75.
-    """
-    for route in _routes(route_configs):
-        if route.get("name") == route_name:
-            raw = route_weights(route)
-            total = sum(raw.values())
-            if not total:
-                return {k: 0 for k in raw}
-            return {k: round(100 * v / total) for k, v in raw.items()}
-    return {}
 
-
-def config_dump_routes(dump: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The RouteConfigurations in an Envoy admin ``/config_dump`` (dynamic and static)."""
-    out = []
-    for cfg in dump.get("configs") or []:
-        for key in ("dynamic_route_configs", "static_route_configs"):
-            for item in cfg.get(key) or []:
-                if isinstance(item.get("route_config"), Mapping):
-                    out.append(dict(item["route_config"]))
-        if isinstance(cfg.get("route_config"), Mapping):  # ?resource=dynamic_route_configs
-            out.append(dict(cfg["route_config"]))
-    return out
+def as_percent(weights: Mapping[str, int]) -> dict[str, int]:
+    """Weights normalised to percent (Envoy splits by weight/sum), zeros dropped."""
+    total = sum(int(w) for w in weights.values())
+    if total <= 0:
+        return {}
+    return {k: round(100 * int(w) / total) for k, w in weights.items() if int(w)}

@@ -11,11 +11,21 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from workbook import analysis, canary, kiali, operations, traffic
+from workbook import (
+    analysis,
+    canary,
+    faults,
+    kiali,
+    operations,
+    packaging,
+    predictions,
+    traffic,
+)
 from workbook.errors import ConfigError, StageFailed
 from workbook.files import read_json
 from workbook.registry import parse_image_ref
 from workbook.seam import Release, Status, Target
+from workbook.sequential import SplitMonitor
 from workbook.settings import DEFAULT_REQUESTS, SPLIT_ALPHA
 
 
@@ -33,6 +43,7 @@ class StageResult:
     gateway: dict[str, dict[str, int]] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
     reasons: list[str] = field(default_factory=list)
+    checks: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,27 +65,13 @@ class StageResult:
         )
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """A gate's decision on one stage: passed, and one human line per reason it did not."""
+#: A stage gate: the stage's evidence in, a verdict out (``analysis.judge`` by default).
+Gate = Callable[[analysis.StageEvidence], analysis.Verdict]
 
-    passed: bool
-    reasons: list[str] = field(default_factory=list)
-
-
-#: A stage gate: the stage's evidence in, a verdict out. ``split_gate`` is the default.
-Gate = Callable[["StageResult"], Verdict]
-
-
-def split_gate(stage: StageResult) -> Verdict:
-    """The observed split fits the served weights and no request failed."""
-    reasons = []
-    if not stage.split.get("passed", False):
-        reasons.append(f"split: {stage.split.get('reason', 'does not fit the weights')}")
-    errors = int(stage.probe.get("errors", 0))
-    if errors:
-        reasons.append(f"errors: {errors} of {stage.probe.get('total', 0)} requests failed")
-    return Verdict(not reasons, reasons)
+#: Requests pinned to each track in every stage: all must land on their version.
+PIN_REQUESTS = 40
+#: Inputs replayed to both versions through the pins, to compare their predictions.
+REPLAY_ROWS = 200
 
 
 def measure(
@@ -92,11 +89,30 @@ def measure(
         status.gateway_url + "/score",
         n,
         concurrency=concurrency,
-        headers=headers,
+        headers={**_host(target), **(headers or {})},
+        payload=_payload(target),
         show_progress=show_progress,
     )
     check = analysis.check_split(result.counts, status.weights(), alpha=alpha)
     return result, check, status
+
+
+def _host(target: Target) -> dict[str, str]:
+    host = target.traffic.host()
+    return {"host": host} if host else {}
+
+
+def _payload(target: Target) -> dict[str, Any]:
+    """One request body the deployed scoring app accepts."""
+    return packaging.probe_payload(target.settings.scoring_app)
+
+
+def _replay_rows(target: Target, n: int) -> list[Any]:
+    """The inputs replayed to both versions: the dummy's numbers, or synthetic drivers."""
+    app = target.settings.scoring_app
+    if app == "dummy":
+        return predictions.replay_inputs(n)
+    return list(packaging.probe_payload(app, n)["data"])
 
 
 def run_stage(
@@ -106,31 +122,85 @@ def run_stage(
     *,
     concurrency: int = 8,
     alpha: float = SPLIT_ALPHA,
-    gate: Gate = split_gate,
+    gate: Gate = analysis.judge,
     show_progress: bool | None = None,
     echo: operations.Echo = operations._quiet,
 ) -> StageResult:
-    """Shift to ``canary_weight`` (returns once the gateway serves it), probe, judge."""
+    """Shift to ``canary_weight`` (returns once the gateway serves it), then gather the evidence
+    and let the gate judge the canary against stable:
+
+    - a sequential probe of the split through the weighted route (stops once the answer is
+      clear, at most ``n`` requests; the fixed-size chi-square is kept as the reference);
+    - requests pinned to each track by the header (every one must land on its version);
+    - one set of inputs replayed to both versions, to compare their predictions;
+    - the gateway's own per-version telemetry over the stage (errors, latency).
+    """
     release = operations.shift(target, canary_weight, echo=echo)
+    status = operations.status(target)
+    tracks = {v.track: v.version for v in status.versions}
+    weights = status.weights()
+    url = status.gateway_url + "/score"
+    host = _host(target)
     before = target.traffic.counters()
-    result, check, status = measure(
-        target, n, concurrency=concurrency, alpha=alpha, show_progress=show_progress
+    mark = target.traffic.telemetry_mark()
+    monitor = SplitMonitor(weights, alpha=alpha)
+    payload = _payload(target)
+    probe = traffic.probe_until(
+        url,
+        lambda r: monitor.update(r.counts).done,
+        max_n=n,
+        batch=max(50, min(200, n // 10)),
+        concurrency=concurrency,
+        headers=host,
+        payload=payload,
     )
+    header = target.settings.header_name
+    pins = {
+        version: traffic.probe(
+            url, PIN_REQUESTS, headers={**host, header: track}, payload=payload, show_progress=False
+        )
+        for track, version in tracks.items()
+    }
+    compared = None
+    if len(tracks) == 2:
+        replayed = traffic.replay(
+            url,
+            _replay_rows(target, REPLAY_ROWS),
+            {t: {**host, header: t} for t in tracks},
+            chunk=25,
+            concurrency=2,
+        )
+        compared = predictions.compare_replays(
+            replayed[canary.STABLE].scores, replayed[canary.CANARY].scores
+        )
+    seen = target.traffic.telemetry_since(mark, tracks)
     after = target.traffic.counters()
-    stage = StageResult(
+    check = analysis.check_split(probe.counts, weights, alpha=alpha)
+    verdict = gate(
+        analysis.StageEvidence(
+            weights=weights,
+            stable=tracks.get(canary.STABLE, ""),
+            canary=tracks.get(canary.CANARY, ""),
+            probe=probe,
+            telemetry=seen,
+            predictions=compared,
+            pins=pins,
+            split=monitor.update(probe.counts),
+        )
+    )
+    return StageResult(
         canary_weight=canary_weight,
         revision=release.revision,
-        weights=status.weights(),
-        probe=result.to_dict(),
+        weights=weights,
+        probe=probe.to_dict(),
         split=check.to_dict(),
-        passed=False,
+        passed=verdict.passed,
         gateway_url=status.gateway_url,
         gateway=stats_delta(before, after),
-        versions={v.track: v.version for v in status.versions},
+        versions=tracks,
+        reasons=list(verdict.reasons) if not verdict.passed else [],
+        checks=verdict.to_dict().get("checks", {}),
     )
-    verdict = gate(stage)
-    stage.passed, stage.reasons = verdict.passed, list(verdict.reasons)
-    return stage
 
 
 def stats_delta(
@@ -154,7 +224,7 @@ def canary_spec(
     version) with its version label and extra env."""
     version = canary_version or settings.canary_version
     ref = parse_image_ref(canary_image or settings.image(version))
-    image: dict[str, Any] = {"repository": ref.repository, "tag": ref.tag}
+    image = {k: v for k, v in ref.chart_image().items() if v or k == "registry"}
     return canary.CanarySpec(
         version=version,
         image=image,
@@ -173,35 +243,18 @@ def deploy_canary(
     """Deploy the canary at weight 0 next to what production runs; returns when ready and served.
 
     The settings' rehearsal faults (``canary_fault``) apply first, ``canary_env`` on top."""
-    env = {**parse_fault(target.settings.canary_fault), **(canary_env or {})}
+    env = {**faults.parse(target.settings.canary_fault), **(canary_env or {})}
     spec = canary_spec(target.settings, canary_image, canary_version, env)
     return operations.deploy(target, spec, 0, echo=echo)
 
 
 def fault_env(error_rate: float = 0.0, errors_after: int = 0) -> dict[str, str]:
-    """Env that makes the dummy canary degrade: ``error_rate`` of its answers fail after the first
-    ``errors_after`` (the dummy score.py's rehearsal knob). Empty when ``error_rate`` is 0."""
-    if not 0.0 <= float(error_rate) <= 1.0:
-        raise ConfigError("canary", "error_rate", f"must be 0..1, got {error_rate!r}")
+    """Env that makes the canary degrade (a rehearsal knob of the scoring apps, see
+    ``workbook.faults``): ``error_rate`` of its answers fail after its first ``errors_after``.
+    Empty when ``error_rate`` is 0."""
     if not error_rate:
         return {}
-    return {"DUMMY_ERROR_RATE": str(float(error_rate)), "DUMMY_ERROR_AFTER": str(int(errors_after))}
-
-
-def parse_fault(spec: str) -> dict[str, str]:
-    """``errors=0.5,after=200`` → the dummy canary's env: that share of its answers fail after its
-    first ``after`` answers. Empty spec, empty env."""
-    values: dict[str, str] = {}
-    for item in (x.strip() for x in spec.split(",") if x.strip()):
-        key, sep, raw = item.partition("=")
-        if not sep or key not in ("errors", "after"):
-            raise ConfigError("canary fault", key or item, "must be errors=RATE or after=N")
-        values[key] = raw.strip()
-    try:
-        rate, after = float(values.get("errors", 0)), int(values.get("after", 0))
-    except ValueError:
-        raise ConfigError("canary fault", spec, "must be errors=RATE,after=N") from None
-    return fault_env(rate, after)
+    return faults.parse(f"errors={error_rate},errors-after={int(errors_after)}")
 
 
 def stages_so_far(run_dir: Path | None) -> list[dict[str, Any]]:
@@ -218,8 +271,11 @@ def stages_so_far(run_dir: Path | None) -> list[dict[str, Any]]:
         recorded = read_json(path, {}).get("stage")
         if isinstance(recorded, dict) and "started" in recorded:
             stages.append(recorded)
-    unique = {(s.get("canary_weight"), round(float(s.get("started", 0)), 3)): s for s in stages}
-    return sorted(unique.values(), key=lambda s: float(s.get("started", 0)))
+    # one stage per weight: a stage retried on Azure (``<stage>.<attempt>``) counts as its latest
+    latest: dict[Any, dict[str, Any]] = {}
+    for stage in sorted(stages, key=lambda s: float(s.get("started", 0))):
+        latest[stage.get("canary_weight")] = stage
+    return sorted(latest.values(), key=lambda s: float(s.get("started", 0)))
 
 
 def require_pass(stage: StageResult) -> None:
@@ -236,10 +292,13 @@ def header_routing(target: Target, n: int = 200) -> dict[str, dict[str, Any]]:
     status = operations.status(target)
     header = target.settings.header_name
     url = status.gateway_url + "/score"
+    host, payload = _host(target), _payload(target)
     by_track = {v.track: v.version for v in status.versions}
     out: dict[str, Any] = {}
     for track, version in sorted(by_track.items()):
-        res = traffic.probe(url, n, headers={header: track}, show_progress=False)
+        res = traffic.probe(
+            url, n, headers={**host, header: track}, payload=payload, show_progress=False
+        )
         out[track] = {
             "header": f"{header}: {track}",
             "expected": version,
@@ -247,7 +306,7 @@ def header_routing(target: Target, n: int = 200) -> dict[str, dict[str, Any]]:
             "errors": res.errors,
             "all_landed": res.counts == {version: n} and res.errors == 0,
         }
-    res = traffic.probe(url, n, show_progress=False)
+    res = traffic.probe(url, n, headers=host, payload=payload, show_progress=False)
     check = analysis.check_split(res.counts, status.weights(), alpha=SPLIT_ALPHA)
     out["unpinned"] = {
         "weights": status.weights(),

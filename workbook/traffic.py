@@ -47,12 +47,14 @@ _T = TypeVar("_T")
 class Record(NamedTuple):
     """One completed request: monotonic start and end, the version (``None`` if it failed), and
     the outcome: the HTTP status as text (``"200"``, ``"503"``) or the error kind (``"timeout"``,
-    ``"ClientConnectorError"``)."""
+    ``"ClientConnectorError"``). ``failed_version`` names the version that answered a failed
+    request when its reply said so (body ``version`` or the ``x-model-version`` header)."""
 
     t_start: float
     t_end: float
     version: str | None
     outcome: str
+    failed_version: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -84,15 +86,27 @@ class ProbeResult:
     rps: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
     url: str = ""
+    errors_by_version: dict[str, int] = field(default_factory=dict)
+    unattributed_errors: int = 0
+    latencies: dict[str, list[float]] = field(default_factory=dict, repr=False)
 
     def shares(self) -> dict[str, float]:
         """Fraction of the successful requests each version answered."""
         ok = sum(self.counts.values())
         return {v: n / ok for v, n in self.counts.items()} if ok else {}
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly (NaN → ``None``): the keys ``probe --json`` promises, then the rest."""
+    def requests_of(self, version: str) -> int:
+        """Requests ``version`` answered, failed ones included when the reply named it."""
+        return self.counts.get(version, 0) + self.errors_by_version.get(version, 0)
+
+    def to_dict(self, with_latencies: bool = False) -> dict[str, Any]:
+        """JSON-friendly (NaN → ``None``): the keys ``probe --json`` promises, then the rest.
+
+        The per-request ``latencies`` are left out unless ``with_latencies``.
+        """
         out = _finite(asdict(self))
+        if not with_latencies:
+            del out["latencies"]
         out["shares"] = self.shares()
         return out
 
@@ -175,7 +189,7 @@ def probe(
         bar = tqdm(total=n, unit="req", desc="probe", file=sys.stderr, leave=False)
         callback = _bar_callback(bar)
     try:
-        return _run_sync(
+        return run_sync(
             lambda: probe_async(
                 url,
                 n,
@@ -191,6 +205,213 @@ def probe(
             bar.close()
 
 
+async def probe_until_async(
+    url: str,
+    decide: Callable[[ProbeResult], bool],
+    *,
+    max_n: int,
+    batch: int = 100,
+    concurrency: int = 8,
+    headers: Mapping[str, str] | None = None,
+    payload: Any = None,
+    timeout_s: float = 10.0,
+    max_seconds: float = 120.0,
+) -> ProbeResult:
+    """Probe in batches of ``batch`` until ``decide(result so far)`` is true, or at the bounds.
+
+    Bounded in count (``max_n`` requests at most) and in time (no new batch after
+    ``max_seconds``; a batch in flight then completes, each request bounded by ``timeout_s``).
+    ``decide`` sees the cumulative result after each batch, e.g. a sequential split test:
+
+        monitor = sequential.SplitMonitor(weights)
+        result = await probe_until_async(url, lambda r: monitor.update(r.counts).done, max_n=5000)
+    """
+    obj = "probe_until"
+    _check_url(url, obj)
+    max_n = _positive_int(max_n, obj, "max_n")
+    batch = _positive_int(batch, obj, "batch")
+    concurrency = _positive_int(concurrency, obj, "concurrency")
+    timeout_s = _positive_float(timeout_s, obj, "timeout_s")
+    max_seconds = _positive_float(max_seconds, obj, "max_seconds")
+    if not callable(decide):
+        raise ConfigError(obj, "decide", f"must be callable, got {decide!r}")
+    hdrs = _check_headers(headers, obj)
+    body = _encode(payload, obj)
+
+    records: list[Record] = []
+    started = time.monotonic()
+    async with _session(concurrency, hdrs) as session:
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+        while True:
+            size = min(batch, max_n - len(records))
+            records += await _send_batch(session, url, body, timeout, size, concurrency)
+            result = summarize(records, time.monotonic() - started, headers=hdrs, url=url)
+            if decide(result) or len(records) >= max_n:
+                return result
+            if time.monotonic() - started >= max_seconds:
+                return result
+
+
+def probe_until(
+    url: str,
+    decide: Callable[[ProbeResult], bool],
+    *,
+    max_n: int,
+    batch: int = 100,
+    concurrency: int = 8,
+    headers: Mapping[str, str] | None = None,
+    payload: Any = None,
+    timeout_s: float = 10.0,
+    max_seconds: float = 120.0,
+) -> ProbeResult:
+    """Blocking ``probe_until_async`` (also from inside a running event loop, like ``probe``)."""
+    return run_sync(
+        lambda: probe_until_async(
+            url,
+            decide,
+            max_n=max_n,
+            batch=batch,
+            concurrency=concurrency,
+            headers=headers,
+            payload=payload,
+            timeout_s=timeout_s,
+            max_seconds=max_seconds,
+        )
+    )
+
+
+@dataclass
+class Replay:
+    """One version's answers to a replayed input set: a score per row (NaN where its request
+    failed), which versions answered, and how many requests failed."""
+
+    scores: list[float]
+    answered_by: dict[str, int]
+    errors: int
+
+
+async def replay_async(
+    url: str,
+    rows: list[list[float]],
+    pins: Mapping[str, Mapping[str, str]],
+    *,
+    chunk: int = 50,
+    concurrency: int = 4,
+    timeout_s: float = 10.0,
+) -> dict[str, Replay]:
+    """Send the same ``rows`` once per pin (name → request headers, e.g. ``{"stable":
+    {"x-model-version": "stable"}}``) in requests of ``chunk`` rows; each pin's scores in row
+    order. The answer's ``predictions`` list must have one number per row sent."""
+    obj = "replay"
+    _check_url(url, obj)
+    chunk = _positive_int(chunk, obj, "chunk")
+    concurrency = _positive_int(concurrency, obj, "concurrency")
+    timeout_s = _positive_float(timeout_s, obj, "timeout_s")
+    if not isinstance(rows, list) or not rows:
+        raise ConfigError(obj, "rows", "must be a non-empty list of rows")
+    if not pins:
+        raise ConfigError(obj, "pins", "must name at least one version to pin")
+    slices = [(i, rows[i : i + chunk]) for i in range(0, len(rows), chunk)]
+    checked = {name: _check_headers(pin, f"{obj} {name}") for name, pin in pins.items()}
+    out: dict[str, Replay] = {}
+    for name, hdrs in checked.items():
+        out[name] = await _replay_one(url, slices, len(rows), hdrs, concurrency, timeout_s)
+    return out
+
+
+async def _replay_one(
+    url: str,
+    slices: list[tuple[int, list[list[float]]]],
+    n_rows: int,
+    headers: Mapping[str, str],
+    concurrency: int,
+    timeout_s: float,
+) -> Replay:
+    scores = [math.nan] * n_rows
+    answered: Counter[str] = Counter()
+    errors = 0
+    queue = list(slices)
+    async with _session(concurrency, headers) as session:
+        timeout = aiohttp.ClientTimeout(total=timeout_s)
+
+        async def worker() -> None:
+            nonlocal errors
+            while queue:
+                start, part = queue.pop()
+                got = await _score(session, url, _encode({"data": part}, "replay"), timeout)
+                if got is None or len(got[1]) != len(part):
+                    errors += 1
+                    continue
+                answered[got[0]] += 1
+                scores[start : start + len(part)] = got[1]
+
+        await _gather(worker for _ in range(min(concurrency, len(slices))))
+    return Replay(scores, dict(sorted(answered.items())), errors)
+
+
+async def _send_batch(
+    session: aiohttp.ClientSession,
+    url: str,
+    body: bytes,
+    timeout: aiohttp.ClientTimeout,
+    size: int,
+    concurrency: int,
+) -> list[Record]:
+    """Exactly ``size`` requests with at most ``concurrency`` in flight, in completion order."""
+    records: list[Record] = []
+    issued = 0
+
+    async def worker() -> None:
+        nonlocal issued
+        while issued < size:
+            issued += 1
+            records.append(await _send(session, url, body, timeout))
+
+    await _gather(worker for _ in range(min(concurrency, size)))
+    return records
+
+
+def replay(
+    url: str,
+    rows: list[list[float]],
+    pins: Mapping[str, Mapping[str, str]],
+    *,
+    chunk: int = 50,
+    concurrency: int = 4,
+    timeout_s: float = 10.0,
+) -> dict[str, Replay]:
+    """Blocking ``replay_async``."""
+    return run_sync(
+        lambda: replay_async(
+            url, rows, pins, chunk=chunk, concurrency=concurrency, timeout_s=timeout_s
+        )
+    )
+
+
+async def _score(
+    session: aiohttp.ClientSession, url: str, body: bytes, timeout: aiohttp.ClientTimeout
+) -> tuple[str, list[float]] | None:
+    """(answering version, predictions) of one scoring request, or None if it failed."""
+    try:
+        async with session.post(url, data=body, timeout=timeout) as resp:
+            reply = await resp.read()
+            status, header_version = resp.status, resp.headers.get(VERSION_HEADER)
+    except Exception:  # counted by the caller, never raised
+        return None
+    if not 200 <= status < 300:
+        return None
+    try:
+        doc = json.loads(reply)
+    except ValueError:
+        return None
+    predictions = doc.get("predictions") if isinstance(doc, dict) else None
+    if not isinstance(predictions, list) or not all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in predictions
+    ):
+        return None
+    return _version(reply, header_version), [float(x) for x in predictions]
+
+
 def summarize(
     records: Iterable[Record],
     duration_s: float,
@@ -204,6 +425,7 @@ def summarize(
     by_version: dict[str, list[float]] = {}
     for r in ok:
         by_version.setdefault(str(r.version), []).append(r.latency_ms)
+    failed = [r for r in records if not r.ok]
     return ProbeResult(
         total=len(records),
         counts={v: len(lat) for v, lat in sorted(by_version.items())},
@@ -216,6 +438,9 @@ def summarize(
         rps=len(records) / duration_s if duration_s > 0 else 0.0,
         headers=dict(headers or {}),
         url=url,
+        errors_by_version=_tally(r.failed_version for r in failed if r.failed_version),
+        unattributed_errors=sum(1 for r in failed if not r.failed_version),
+        latencies={v: lat for v, lat in sorted(by_version.items())},
     )
 
 
@@ -380,7 +605,10 @@ async def _send(
         return Record(t_start, time.monotonic(), None, type(exc).__name__)
     t_end = time.monotonic()
     if not 200 <= status < 300:
-        return Record(t_start, t_end, None, str(status))
+        named = _version(reply, header_version)
+        return Record(
+            t_start, t_end, None, str(status), None if named == UNKNOWN_VERSION else named
+        )
     return Record(t_start, t_end, _version(reply, header_version), str(status))
 
 
@@ -414,7 +642,10 @@ def _session(concurrency: int, headers: Mapping[str, str]) -> aiohttp.ClientSess
     )
 
 
-def _run_sync(make: Callable[[], Awaitable[_T]]) -> _T:
+def run_sync(make: Callable[[], Awaitable[_T]]) -> _T:
+    """Run the coroutine ``make()`` returns to completion from plain code, or from inside a
+    running event loop (a Jupyter kernel) on a fresh loop in a helper thread."""
+
     async def main() -> _T:
         return await make()
 

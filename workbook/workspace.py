@@ -29,7 +29,12 @@ def open_registry(settings: Settings) -> ModelRegistry:
 def register_versions(
     settings: Settings, registry: ModelRegistry, versions: list[str]
 ) -> list[ModelVersion]:
-    """Register each version of the model (a dummy that reports its version) unless it exists."""
+    """Register each version of the model unless it exists: for the dummy app a model that
+    reports its version, for safe-driver the trained LightGBM version (metrics as properties)."""
+    if settings.scoring_app == "safe-driver":
+        from workbook.safedriver.publish import register_models
+
+        return register_models(registry, versions, name=settings.model_name)
     out = []
     for version in versions:
         try:
@@ -46,9 +51,15 @@ def register_versions(
 
 
 def models_table(registry: ModelRegistry, name: str) -> list[dict[str, Any]]:
-    """What is registered under ``name``: one row per version."""
+    """What is registered under ``name``: one row per version (properties hold the metrics)."""
     return [
-        {"model": m.name, "version": m.version, "registered": m.registered, "tags": m.tags}
+        {
+            "model": m.name,
+            "version": m.version,
+            "registered": m.registered,
+            "tags": m.tags,
+            "properties": m.properties,
+        }
         for m in registry.list(name)
     ]
 
@@ -67,6 +78,7 @@ def package_image(settings: Settings, registry: ModelRegistry, version: str) -> 
             settings.model_name,
             version,
             settings.image(version),
+            scoring_app=settings.scoring_app,
         )
         files = sorted(
             str(p.relative_to(bundle.path)) for p in bundle.path.rglob("*") if p.is_file()
@@ -82,7 +94,13 @@ def package_image(settings: Settings, registry: ModelRegistry, version: str) -> 
 
     ws = registry.workspace  # type: ignore[attr-defined]  # AzureModelRegistry
     aml_version = int(model.tags["azureml.id"].rsplit(":", 1)[1])
-    ref = azure_package(ws, ws.get_model(model.name, aml_version), settings, version)
+    ref = azure_package(
+        ws,
+        ws.get_model(model.name, aml_version),
+        settings,
+        version,
+        scoring_app=settings.scoring_app,
+    )
     # the model files live in the workspace; the Dockerfile is what the local bundle would hold
-    dockerfile = render_dockerfile(model, "dummy", {})
+    dockerfile = render_dockerfile(model, settings.scoring_app, {})
     return {"ref": ref, "digest": "", "model": model.id, "files": [], "dockerfile": dockerfile}

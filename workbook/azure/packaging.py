@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,9 +21,12 @@ from workbook.settings import Settings
 #: Where the scoring apps ship inside the package: ``workbook/scoring/<app>/score.py``.
 SCORING_ROOT = Path(__file__).resolve().parent.parent / "scoring"
 
-#: Always in the image's pip list: the server the image runs (azmlinfsrv). Not azureml-defaults,
-#: whose own pin of the server could conflict with the app's.
-INFERENCE_PACKAGES = ("azureml-inference-server-http",)
+#: Always in the image's pip list: the server the image runs (azmlinfsrv) at the version the
+#: local target runs, and azureml-defaults, which Azure ML's inference images expect (Microsoft
+#: Learn, "Deploy models with Azure Machine Learning": "azureml-defaults" is a required pip
+#: dependency of an inference environment). azureml-defaults 1.61.0 asks for
+#: azureml-inference-server-http~=1.4, so the two pins agree; its minor follows azureml-core's.
+INFERENCE_PACKAGES = ("azureml-defaults==1.61.0", "azureml-inference-server-http==1.5.1")
 #: InferenceConfig warns about azureml-defaults whenever it is absent, even with the server listed.
 _DEFAULTS_WARNING = "azureml-defaults not detected"
 PYTHON_VERSION = "3.11"
@@ -41,6 +45,25 @@ def scoring_source(scoring_dir: str | Path | None = None, scoring_app: str = "du
     )
 
 
+def staged_source(source: Path) -> Path:
+    """The app's folder plus the modules every app imports from next to its ``score.py``
+    (``workbook.packaging.SHARED_MODULES``), staged in a new folder that ``Model.package``
+    uploads as the source directory; an already staged folder is returned as it is."""
+    from workbook.packaging import SCORING_DIR, SHARED_MODULES
+
+    if all((source / m).is_file() for m in SHARED_MODULES):
+        return source
+    staged = Path(tempfile.mkdtemp(prefix="workbook-aml-source-")) / source.name
+    shutil.copytree(source, staged, ignore=shutil.ignore_patterns("__pycache__"))
+    for module in SHARED_MODULES:
+        shutil.copyfile(SCORING_DIR / module, staged / module)
+    if (source.parent / "requirements.txt").is_file() and not (
+        source / "requirements.txt"
+    ).exists():
+        shutil.copyfile(source.parent / "requirements.txt", staged.parent / "requirements.txt")
+    return staged
+
+
 def pip_requirements(source: Path) -> list[str]:
     """The app's requirements (requirements.txt next to score.py or one level up) plus the stack."""
     lines: list[str] = []
@@ -53,7 +76,7 @@ def pip_requirements(source: Path) -> list[str]:
             ]
             break
     names = {_dist_name(ln) for ln in lines}
-    return [*(p for p in INFERENCE_PACKAGES if p not in names), *lines]
+    return [*(p for p in INFERENCE_PACKAGES if _dist_name(p) not in names), *lines]
 
 
 def _dist_name(requirement: str) -> str:
@@ -109,7 +132,7 @@ def inference_config(
     require_azureml()
     from azureml.core.model import InferenceConfig
 
-    source = scoring_source(scoring_dir, scoring_app)
+    source = staged_source(scoring_source(scoring_dir, scoring_app))
     env = environment(source, scoring_app=scoring_app, model_version=model_version)
     with _without("azureml.core.model", _DEFAULTS_WARNING):
         return InferenceConfig(
@@ -118,14 +141,11 @@ def inference_config(
 
 
 def split_image(ref: str) -> dict[str, str]:
-    """``registry/repository:tag`` as the chart's image values (registry may be empty)."""
-    rest, _, tag = ref.rpartition(":")
-    if not rest or "/" in tag:
-        rest, tag = ref, "latest"
-    first, _, remainder = rest.partition("/")
-    if remainder and ("." in first or ":" in first or first == "localhost"):
-        return {"registry": first, "repository": remainder, "tag": tag}
-    return {"registry": "", "repository": rest, "tag": tag}
+    """An image reference (by tag, digest or both) as one track's chart image values:
+    ``registry``, ``repository``, ``tag``, ``digest`` (``parse_image_ref``'s grammar)."""
+    from workbook.registry import parse_image_ref
+
+    return parse_image_ref(ref).chart_image()
 
 
 def package_image(
@@ -140,12 +160,14 @@ def package_image(
 ) -> str:
     """Build the scoring image of ``model`` as ``<acr>/<settings.repository>:<version>``.
 
-    Returns the image reference the chart values take (``split_image`` cuts it up).
+    Returns the image reference the chart values take (``split_image`` cuts it up). Model.package
+    reports its location by digest (``<acr>/<name>@sha256:...``); that reference is kept as it
+    is, since a digest names exactly the image built.
     """
     config = inference_config(scoring_dir, scoring_app=scoring_app, model_version=version)
     ref = workspace.package(
         model, config, image_name=settings.repository, image_label=version, timeout_s=timeout_s
     )
-    if ":" not in ref.rsplit("/", 1)[-1]:
+    if "@" not in ref and ":" not in ref.rsplit("/", 1)[-1]:
         ref = f"{ref}:{version}"
     return ref

@@ -41,6 +41,7 @@ def _to_version(model: RegisteredModel) -> ModelVersion:
         tags=tags,
         registered=model.created,
         digest=model.tags.get(DIGEST_TAG, ""),
+        properties=dict(model.properties),
     )
 
 
@@ -68,8 +69,11 @@ class AzureModelRegistry:
         source: Path,
         version: str | None = None,
         tags: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
     ) -> ModelVersion:
         """Upload ``source`` as ``name:version`` (the next ``v<n>`` when None).
+
+        ``properties`` become the Azure ML model's properties (fixed once registered).
 
         The same version with the same files returns the existing one; with other files it is a
         ``RegistryError``: a version, once registered, never changes.
@@ -93,9 +97,13 @@ class AzureModelRegistry:
                     f"{getattr(self.workspace, 'name', '')} (Azure ML version {model.version}) "
                     "with other files; register a new version"
                 )
-        model = self.workspace.register_model(
-            name, source, {**dict(tags or {}), VERSION_TAG: version, DIGEST_TAG: digest}
-        )
+        version_tags = {**dict(tags or {}), VERSION_TAG: version, DIGEST_TAG: digest}
+        if properties:
+            model = self.workspace.register_model(
+                name, source, version_tags, properties=dict(properties)
+            )
+        else:
+            model = self.workspace.register_model(name, source, version_tags)
         return _to_version(model)
 
     def get(self, name: str, version: str | None = None) -> ModelVersion:

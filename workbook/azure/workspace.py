@@ -7,6 +7,7 @@ azure-ai-ml (SDK v2) implementation can replace ``AzureMLWorkspace`` without tou
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -17,6 +18,7 @@ from typing import Any, Protocol, TypeVar
 from workbook.deadline import DeadlineExceeded, call_with_deadline
 from workbook.errors import AzureError, MissingDependencyError
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 #: Variables that name the workspace when there is no config.json.
@@ -247,6 +249,7 @@ class RegisteredModel:
     tags: dict[str, str] = field(default_factory=dict)
     created: str = ""
     url: str = ""
+    properties: dict[str, str] = field(default_factory=dict)
     raw: Any = field(default=None, repr=False, compare=False)
 
 
@@ -254,9 +257,13 @@ class MLWorkspace(Protocol):
     """What the workbook needs from an Azure ML workspace (SDK v1 today, v2 tomorrow)."""
 
     def register_model(
-        self, name: str, path: str | os.PathLike[str], version_tags: dict[str, str] | None = None
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        version_tags: dict[str, str] | None = None,
+        properties: dict[str, str] | None = None,
     ) -> RegisteredModel:
-        """Upload ``path`` as the next version of model ``name``."""
+        """Upload ``path`` as the next version of model ``name`` (``properties``: fixed facts)."""
 
     def get_model(self, name: str, version: int | None = None) -> RegisteredModel:
         """One version (the latest by default)."""
@@ -287,6 +294,7 @@ def _model(raw: Any) -> RegisteredModel:
         tags=dict(getattr(raw, "tags", None) or {}),
         created=created.isoformat() if hasattr(created, "isoformat") else str(created or ""),
         url=str(getattr(raw, "url", "") or ""),
+        properties=dict(getattr(raw, "properties", None) or {}),
         raw=raw,
     )
 
@@ -329,7 +337,11 @@ class AzureMLWorkspace:
         )
 
     def register_model(
-        self, name: str, path: str | os.PathLike[str], version_tags: dict[str, str] | None = None
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        version_tags: dict[str, str] | None = None,
+        properties: dict[str, str] | None = None,
     ) -> RegisteredModel:
         require_azureml()
         from azureml.core import Model
@@ -340,6 +352,7 @@ class AzureMLWorkspace:
                 model_path=str(path),
                 model_name=name,
                 tags=dict(version_tags or {}),
+                properties=dict(properties or {}),
             ),
             f"register model {name} from {path}",
             timeout_s=max(self.timeout_s, 600),
@@ -440,6 +453,13 @@ class AzureMLWorkspace:
         return f"{out}\n--- last {lines} lines ---\n{redact(tail, self._secrets)}"
 
     def container_registry(self) -> str:
+        """The workspace registry's login server, as Azure reports it (no assumed suffix).
+
+        The workspace names its registry by ARM id; the registry's own ARM resource holds its
+        ``loginServer`` (``x.azurecr.io``, ``x.azurecr.cn``, ``x.azurecr.us``...). Without read
+        access to it, the workspace's cloud gives the suffix (azureml-core's cloud table,
+        ``azureml/_vendor/azure_cli_core/cloud.py``: ``acr_login_server_endpoint``).
+        """
         details = self._call(self.workspace.get_details, "read workspace details")
         arm_id = str(details.get("containerRegistry") or "")
         if not arm_id:
@@ -447,4 +467,55 @@ class AzureMLWorkspace:
                 f"Azure ML: workspace {self.name} has no container registry yet; Azure ML creates "
                 "one on the first image build (run package_image once), or attach one in the portal"
             )
-        return f"{arm_id.rstrip('/').rsplit('/', 1)[-1].lower()}.azurecr.io"
+        auth = getattr(self.workspace, "_auth", None)
+        resource: Mapping[str, Any] | None = None
+        if auth is not None:
+            try:
+                resource = self._call(lambda: _read_arm(auth, arm_id), "read container registry")
+            except (AzureError, OSError, ValueError) as exc:  # requests' errors are OSErrors
+                log.info("container registry %s: %s; using the cloud's suffix", arm_id, exc)
+        return registry_login_server(arm_id, resource, _acr_suffix(auth), workspace=self.name)
+
+
+#: ARM API version of Microsoft.ContainerRegistry/registries (GA).
+ACR_API_VERSION = "2023-07-01"
+
+
+def registry_login_server(
+    arm_id: str, resource: Mapping[str, Any] | None, acr_suffix: str, *, workspace: str = ""
+) -> str:
+    """The login server from the registry's ARM resource, else ``<name><cloud suffix>``."""
+    server = str(((resource or {}).get("properties") or {}).get("loginServer") or "")
+    if server:
+        return server.lower()
+    name = arm_id.rstrip("/").rsplit("/", 1)[-1].lower()
+    if acr_suffix:
+        return f"{name}.{acr_suffix.lstrip('.')}"
+    raise AzureError(
+        f"Azure ML: workspace {workspace}: the login server of registry {name} is unknown (no "
+        "read access to it, and the workspace's cloud names no registry suffix); grant Reader "
+        "on the registry"
+    )
+
+
+def _read_arm(auth: Any, resource_id: str) -> dict[str, Any]:
+    import requests
+
+    endpoint = str(auth._get_arm_end_point()).rstrip("/")
+    response = requests.get(
+        f"{endpoint}{resource_id}",
+        params={"api-version": ACR_API_VERSION},
+        headers=auth.get_authentication_header(),
+        timeout=30,
+    )
+    response.raise_for_status()
+    return dict(response.json())
+
+
+def _acr_suffix(auth: Any) -> str:
+    """The cloud's ACR login suffix (``.azurecr.io`` on AzureCloud), or ""."""
+    try:
+        suffixes = auth._get_cloud_type().suffixes
+        return str(getattr(suffixes, "acr_login_server_endpoint", "") or "")
+    except Exception:  # no auth object, or a cloud without suffixes
+        return ""

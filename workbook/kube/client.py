@@ -11,41 +11,27 @@ import base64
 import json
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from workbook.errors import AzureError, ConfigError
+from workbook import istio, kinds
+from workbook.errors import AzureError
 
 T = TypeVar("T")
 
 #: Seconds any single API request may take.
 REQUEST_TIMEOUT = 15
 
-ISTIO_GROUP = "networking.istio.io"
+ISTIO_GROUP = kinds.ISTIO_GROUP
 ISTIO_VERSION = "v1"
 #: Istio networking kinds ``apply``/``get`` handle, by kind: their plural resource name.
-ISTIO_KINDS = {
-    "VirtualService": "virtualservices",
-    "DestinationRule": "destinationrules",
-    "Gateway": "gateways",
-    "ServiceEntry": "serviceentries",
-    "Sidecar": "sidecars",
-}
+ISTIO_KINDS = kinds.ISTIO_KINDS
 #: Core kinds ``get`` reads (never Secrets: ``get`` output lands in notebooks and logs).
-CORE_KINDS = ("Deployment", "Service", "Pod")
-
-_ALIASES = {
-    "vs": "VirtualService",
-    "dr": "DestinationRule",
-    "gw": "Gateway",
-    "se": "ServiceEntry",
-    "deploy": "Deployment",
-    "svc": "Service",
-    "po": "Pod",
-}
+CORE_KINDS = tuple(kinds.CORE_KINDS)
 
 #: Metadata the API server owns; dropped from an object before it is applied.
 _SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "managedFields")
@@ -54,17 +40,8 @@ _SERVER_FIELDS = ("resourceVersion", "uid", "creationTimestamp", "generation", "
 INJECTION_LABEL = "istio-injection"
 
 
-def canonical_kind(kind: str) -> str:
-    """``vs``, ``virtualservices``, ``VirtualService`` → ``VirtualService``; else ConfigError."""
-    key = kind.strip().lower()
-    if key in _ALIASES:
-        return _ALIASES[key]
-    for name in (*ISTIO_KINDS, *CORE_KINDS):
-        low = name.lower()
-        if key in (low, low + "s", low + "es", ISTIO_KINDS.get(name, "")):
-            return name
-    known = ", ".join((*ISTIO_KINDS, *CORE_KINDS))
-    raise ConfigError("get", "kind", f"must be one of {known}, got {kind!r}")
+#: ``vs``, ``virtualservices``, ``VirtualService`` → ``VirtualService``; else ConfigError.
+canonical_kind = kinds.canonical_kind
 
 
 def ref(kind: str, namespace: str | None, name: str) -> str:
@@ -161,6 +138,17 @@ def get_objects(
 ) -> list[dict[str, Any]]:
     """Live objects of one kind in a namespace (one, when ``name`` is given)."""
     kind = canonical_kind(kind)
+    if kind == "Namespace":
+        if name is not None and name != namespace:
+            return []
+        core = client.CoreV1Api(api)
+        one = _read(
+            lambda: core.read_namespace(
+                namespace, _preload_content=False, _request_timeout=REQUEST_TIMEOUT
+            ),
+            f"Namespace {namespace}",
+        )
+        return [{"apiVersion": "v1", "kind": "Namespace", **one}] if one else []
     if name is not None:
         if kind in ISTIO_KINDS:
             one = read_custom(api, namespace, kind, name)
@@ -386,54 +374,6 @@ def gateway_address(
 # ---- namespace and pull secret ----------------------------------------------------------------
 
 
-def ensure_namespace(
-    api: client.ApiClient,
-    name: str,
-    *,
-    labels: Mapping[str, str] | None = None,
-    annotations: Mapping[str, str] | None = None,
-) -> str:
-    """Create the namespace labelled ``istio-injection=enabled``, or add the label.
-
-    A namespace on revision-based injection (``istio.io/rev``) is left alone. Returns
-    ``created``, ``labelled`` or ``unchanged``.
-    """
-    core = client.CoreV1Api(api)
-    obj = ref("Namespace", None, name)
-    want = {INJECTION_LABEL: "enabled", **dict(labels or {})}
-    current = _read(
-        lambda: core.read_namespace(name, _preload_content=False, _request_timeout=REQUEST_TIMEOUT),
-        obj,
-    )
-    if current is None:
-        meta: dict[str, Any] = {"name": name, "labels": want}
-        if annotations:
-            meta["annotations"] = dict(annotations)
-        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
-        call(lambda: core.create_namespace(body, _request_timeout=REQUEST_TIMEOUT), obj, "create")
-        return "created"
-    have = (current.get("metadata") or {}).get("labels") or {}
-    if "istio.io/rev" in have and INJECTION_LABEL not in have:
-        want.pop(INJECTION_LABEL)  # revision-based injection: keep it
-    have_notes = (current.get("metadata") or {}).get("annotations") or {}
-    missing = {k: v for k, v in want.items() if have.get(k) != v}
-    # Helm adopts an existing namespace only with its ownership annotations in place
-    notes = {k: v for k, v in dict(annotations or {}).items() if have_notes.get(k) != v}
-    if not missing and not notes:
-        return "unchanged"
-    patch: dict[str, Any] = {"metadata": {}}
-    if missing:
-        patch["metadata"]["labels"] = missing
-    if notes:
-        patch["metadata"]["annotations"] = notes
-    call(
-        lambda: core.patch_namespace(name, patch, _request_timeout=REQUEST_TIMEOUT),
-        obj,
-        "label",
-    )
-    return "labelled"
-
-
 def dockerconfigjson(registry: str, username: str, password: str) -> dict[str, Any]:
     """The ``.dockerconfigjson`` document for one registry."""
     auth = base64.b64encode(f"{username}:{password}".encode()).decode()
@@ -531,19 +471,9 @@ def apply_object(api: client.ApiClient, namespace: str, obj: Mapping[str, Any]) 
 
     Returns ``Kind/name created|configured|unchanged``, as ``kubectl apply`` prints it.
     """
-    kind = str(obj.get("kind", ""))
-    if kind not in ISTIO_KINDS:
-        raise ConfigError(
-            str(kind or "object"), "kind", f"must be one of {', '.join(ISTIO_KINDS)} to be applied"
-        )
-    group, _, version = str(obj.get("apiVersion", "")).partition("/")
-    if group != ISTIO_GROUP or not version:
-        raise ConfigError(
-            kind, "apiVersion", f"must be {ISTIO_GROUP}/<version>, got {obj.get('apiVersion')!r}"
-        )
-    name = str((obj.get("metadata") or {}).get("name") or "")
-    if not name:
-        raise ConfigError(kind, "metadata.name", "is required")
+    istio.check_object_shape(obj, 0)
+    kind, name = str(obj["kind"]), str(obj["metadata"]["name"])
+    group, _, version = str(obj["apiVersion"]).partition("/")
     namespace = str((obj.get("metadata") or {}).get("namespace") or namespace)
     body = json.loads(json.dumps(obj))
     body["metadata"] = {**body.get("metadata", {}), "namespace": namespace}
@@ -575,3 +505,107 @@ def apply_object(api: client.ApiClient, namespace: str, obj: Mapping[str, Any]) 
         "replace",
     )
     return f"{kind}/{name} configured"
+
+
+# ---- namespaces the release may own, and those it must not --------------------------------------
+
+#: Labels that state a namespace's injection choice; one present means "decided, keep it".
+INJECTION_CHOICE_LABELS = (INJECTION_LABEL, "istio.io/rev")
+HELM_RELEASE_NAME = "meta.helm.sh/release-name"
+HELM_RELEASE_NAMESPACE = "meta.helm.sh/release-namespace"
+
+
+@dataclass(frozen=True)
+class NamespacePlan:
+    """What the release does with its namespace.
+
+    ``owned_by_release``: the chart renders the Namespace (``namespace.create``), so Helm deletes
+    it on uninstall; true only for a namespace this release created. ``add_labels``: injection
+    labels to add to a namespace that states no injection choice of its own.
+    """
+
+    name: str
+    exists: bool
+    owned_by_release: bool
+    add_labels: dict[str, str] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    def chart_values(self) -> dict[str, Any]:
+        """The chart values that follow from the plan: ``{"namespace": {"create": ...}}``."""
+        return {"namespace": {"create": self.owned_by_release}}
+
+
+def plan_namespace(
+    current: Mapping[str, Any] | None,
+    name: str,
+    *,
+    release: str,
+    injection: Mapping[str, str],
+    create: bool = True,
+) -> NamespacePlan:
+    """Decide, without a call, how to treat the release namespace (pure).
+
+    * missing, ``create``: the release creates and owns it (Helm deletes it on ``down``);
+    * missing, not ``create``: created plainly with the injection labels, never owned;
+    * owned by this release already: stays owned (dropping it from the chart would delete it);
+    * any other existing namespace: never owned; injection labels added only when it has
+      neither ``istio-injection`` nor ``istio.io/rev`` (an explicit choice, ``disabled``
+      included, is kept).
+    """
+    if current is None:
+        return NamespacePlan(name, False, create, dict(injection))
+    meta = current.get("metadata") or {}
+    labels = dict(meta.get("labels") or {})
+    notes = dict(meta.get("annotations") or {})
+    ours = notes.get(HELM_RELEASE_NAME) == release and notes.get(HELM_RELEASE_NAMESPACE) == name
+    if ours:
+        return NamespacePlan(name, True, True)
+    choice = {k: labels[k] for k in INJECTION_CHOICE_LABELS if k in labels}
+    if not choice:
+        return NamespacePlan(name, True, False, dict(injection))
+    remarks = []
+    if choice != dict(injection):
+        said = ", ".join(f"{k}={v}" for k, v in choice.items())
+        want = ", ".join(f"{k}={v}" for k, v in injection.items())
+        remarks.append(
+            f"Namespace {name} says {said}; kept as the namespace owner's choice (this Istio "
+            f"injects with {want}; sidecars may be missing)"
+        )
+    return NamespacePlan(name, True, False, {}, tuple(remarks))
+
+
+def prepare_namespace(
+    api: client.ApiClient,
+    name: str,
+    *,
+    release: str,
+    injection: Mapping[str, str],
+    create: bool = True,
+) -> NamespacePlan:
+    """Read the namespace, act on ``plan_namespace`` and return the plan.
+
+    A namespace the release will own is created with Helm's ownership metadata, so the release
+    record can be stored in it and Helm adopts it; no existing namespace ever gets that metadata.
+    """
+    core = client.CoreV1Api(api)
+    obj = ref("Namespace", None, name)
+    current = _read(
+        lambda: core.read_namespace(name, _preload_content=False, _request_timeout=REQUEST_TIMEOUT),
+        obj,
+    )
+    plan = plan_namespace(current, name, release=release, injection=injection, create=create)
+    if current is None:
+        meta: dict[str, Any] = {"name": name, "labels": dict(plan.add_labels)}
+        if plan.owned_by_release:
+            meta["labels"]["app.kubernetes.io/managed-by"] = "Helm"
+            meta["annotations"] = {HELM_RELEASE_NAME: release, HELM_RELEASE_NAMESPACE: name}
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
+        call(lambda: core.create_namespace(body, _request_timeout=REQUEST_TIMEOUT), obj, "create")
+    elif plan.add_labels:
+        patch = {"metadata": {"labels": dict(plan.add_labels)}}
+        call(
+            lambda: core.patch_namespace(name, patch, _request_timeout=REQUEST_TIMEOUT),
+            obj,
+            "label",
+        )
+    return plan

@@ -15,8 +15,10 @@ the AKS Istio add-on uses ``aks-istio-ingress/aks-istio-ingressgateway-external`
 from __future__ import annotations
 
 import logging
+import math
 import os
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,15 +27,14 @@ import yaml
 
 from workbook import chart
 from workbook.errors import AzureError, ConfigError
-from workbook.kube import client
+from workbook.kube import client, proxy
 from workbook.kube.helm import HelmOps, HelmRelease, kubeconfig_path
+from workbook.kube.istio_flavour import FlavourOverrides, IstioFlavour, resolve_flavour
 from workbook.seam import Release, VersionStatus
 from workbook.served import WEIGHTED_ROUTE
 from workbook.settings import Settings
 
 log = logging.getLogger(__name__)
-
-DEFAULT_GATEWAY_SERVICE = "istio-system/istio-ingressgateway"
 
 
 @dataclass
@@ -125,7 +126,7 @@ class HelmReleases:
 
         Runs before any cluster call, so bad input never reaches Helm.
         """
-        from workbook.manifests import validate_manifests
+        from workbook.manifests import manifest_warnings, validate_manifests
 
         chart.validate_values(values, self.settings.chart_dir)
         docs = chart.render(
@@ -137,6 +138,8 @@ class HelmReleases:
         problems = validate_manifests(docs)
         if problems:
             raise ConfigError(self.name, "manifests", "are invalid: " + "; ".join(problems))
+        for warning in manifest_warnings(docs):
+            log.warning("%s", warning)
         return docs
 
     def _release(
@@ -245,40 +248,74 @@ class HelmReleases:
 
 
 class IngressTraffic:
-    """Traffic view of the Istio ingress gateway."""
+    """Traffic view of the Istio ingress gateway: what its pods' Envoys really serve."""
 
     def __init__(
-        self, settings: Settings, env: Mapping[str, str], kube: KubeAPI, releases: HelmReleases
+        self,
+        settings: Settings,
+        env: Mapping[str, str],
+        kube: KubeAPI,
+        releases: HelmReleases,
+        flavour: Callable[[], IstioFlavour],
+        fetch: proxy.Fetch | None = None,
     ) -> None:
         self.settings, self.env, self.kube, self.releases = settings, env, kube, releases
-
-    def gateway_service(self) -> tuple[str, str]:
-        raw = self.env.get("WORKBOOK_GATEWAY_SERVICE") or DEFAULT_GATEWAY_SERVICE
-        ns, _, name = raw.partition("/")
-        return (ns, name) if name else ("istio-system", ns)
+        self.flavour, self.fetch = flavour, fetch
 
     def gateway_url(self) -> str:
         """``WORKBOOK_GATEWAY_URL``, else the ingress gateway's LoadBalancer address, else ""."""
         explicit = self.env.get("WORKBOOK_GATEWAY_URL", "").strip()
         if explicit:
             return explicit.rstrip("/")
-        ns, name = self.gateway_service()
-        return client.gateway_address(self.kube.get(), name=name, namespace=ns)
+        f = self.flavour()
+        return client.gateway_address(
+            self.kube.get(), name=f.gateway_service, namespace=f.gateway_namespace
+        )
+
+    def host(self) -> str:
+        """The Host header callers from outside send (the VirtualService's host; "" for any)."""
+        return chart.request_host(self.releases.manifests())
 
     def served_weights(self) -> dict[str, int]:
-        """Track → weight of the VirtualService's weighted route as the API server holds it."""
-        from workbook.istio import route_weights
-
+        """Track → percent the ingress gateway's pods serve on the weighted route. When the pods
+        disagree (istiod is still pushing), the first pod that differs from the others."""
         vs_name = release_objects(self.releases.manifests()).virtual_service
         if not vs_name:
             return {}
-        vs = client.read_custom(self.kube.get(), self.settings.namespace, "VirtualService", vs_name)
-        if vs is None:
-            return {}
-        return {str(k): int(v) for k, v in route_weights(vs).get(WEIGHTED_ROUTE, {}).items()}
+        f = self.flavour()
+        seen = proxy.served_by_pods(
+            self.kube.get(),
+            proxy.GatewayPods(f.gateway_namespace, dict(f.gateway_selector)),
+            self.settings.namespace,
+            vs_name,
+            route=WEIGHTED_ROUTE,
+            fetch=self.fetch,
+        )
+        if not seen:
+            raise AzureError(
+                f"no ready ingress gateway pod in {f.gateway_namespace} selected by "
+                f"{dict(f.gateway_selector)}; check `kubectl -n {f.gateway_namespace} get pods`"
+            )
+        views = [w or {} for w in seen.values()]
+        return next((w for w in views if w != views[0]), views[0])
 
     def counters(self) -> dict[str, dict[str, int]]:
         return {}
+
+    def telemetry_mark(self) -> float:
+        return time.time()
+
+    def telemetry_since(self, mark: Any, versions: dict[str, str]) -> dict[str, Any]:
+        """Istio's standard metrics for the release's Service from Prometheus
+        (``settings.prometheus_url``), over the window since ``mark``, by destination version."""
+        from workbook.telemetry import PrometheusClient
+
+        now = time.time()
+        host = f"{self.settings.app}.{self.settings.namespace}.svc.cluster.local"
+        window = max(1, math.ceil(now - float(mark)))
+        return PrometheusClient(self.settings.prometheus_url).istio_telemetry_blocking(
+            host, window, at=now
+        )
 
 
 class KubeObjects:
@@ -292,15 +329,11 @@ class KubeObjects:
 
     def apply(self, objects: list[dict[str, Any]]) -> list[str]:
         """Create or replace Istio objects (validated first) until the next release."""
+        from workbook import istio
         from workbook.manifests import validate_manifests
 
         for i, obj in enumerate(objects):
-            if obj.get("kind") not in client.ISTIO_KINDS:
-                raise ConfigError(
-                    "apply",
-                    f"objects[{i}].kind",
-                    f"must be one of {', '.join(client.ISTIO_KINDS)}, got {obj.get('kind')!r}",
-                )
+            istio.check_object_shape(obj, i)
         ns = self.settings.namespace
         api = self.kube.get()
         live_rules = client.get_objects(api, ns, "DestinationRule")
@@ -325,6 +358,7 @@ class KubernetesTarget:
         helm_timeout_s: int = 600,
         rollout_timeout_s: float = 600,
         poll_s: float = 2.0,
+        fetch: proxy.Fetch | None = None,
     ) -> None:
         self.settings = settings
         self.env: Mapping[str, str] = os.environ if env is None else env
@@ -340,7 +374,10 @@ class KubernetesTarget:
         self.releases = HelmReleases(
             settings, self.helm, self.kube, rollout_timeout_s=rollout_timeout_s, poll_s=poll_s
         )
-        self.traffic = IngressTraffic(settings, self.env, self.kube, self.releases)
+        self._flavour: IstioFlavour | None = None
+        self.traffic = IngressTraffic(
+            settings, self.env, self.kube, self.releases, self.flavour, fetch=fetch
+        )
         self.objects = KubeObjects(settings, self.kube)
 
     def __repr__(self) -> str:
@@ -350,40 +387,46 @@ class KubernetesTarget:
     def api(self) -> Any:
         return self.kube.get()
 
-    def prepare(self, values: dict[str, Any]) -> None:
-        """Namespace (labelled for sidecar injection) and image pull secret, before the release."""
+    def flavour(self) -> IstioFlavour:
+        """The cluster's Istio (add-on or upstream), detected once, with the settings' overrides."""
+        if self._flavour is None:
+            s = self.settings
+            overrides = FlavourOverrides(
+                flavour=s.istio_flavour,
+                revision=s.istio_revision,
+                gateway_service=s.gateway_service or self.env.get("WORKBOOK_GATEWAY_SERVICE", ""),
+                addon_ingress=s.istio_addon_ingress,
+            )
+            self._flavour = resolve_flavour(self.api, overrides)
+        return self._flavour
+
+    def prepare(self, values: dict[str, Any]) -> dict[str, Any]:
+        """Before the first revision: the cluster's Istio flavour goes into the values (ingress
+        selector, injection label), the namespace is made ready without ever taking ownership of
+        one the release did not create, and the image pull secret is created or reused."""
         self.releases.render(values)
+        flavour = self.flavour()
+        values = chart.merge_values(flavour.chart_values(), values)
         full = chart.merge_values(chart.default_values(self.settings.chart_dir), values)
-        self.ensure_namespace(owned_by_chart=bool((full.get("namespace") or {}).get("create")))
+        plan = client.prepare_namespace(
+            self.api,
+            self.settings.namespace,
+            release=self.settings.release,
+            injection=flavour.namespace_labels(),
+            create=bool((full.get("namespace") or {}).get("create")),
+        )
+        for note in plan.notes:
+            log.info("%s", note)
+        values = chart.merge_values(values, plan.chart_values())
         secret = _pull_secret_name(full)
         if secret and self.env.get("ACR_USERNAME") and self.env.get("ACR_PASSWORD"):
             registry = str((full.get("image") or {}).get("registry") or self.settings.registry)
             self.ensure_pull_secret(registry, name=secret)
+        self.releases.render(values)
+        return values
 
     def abandon(self) -> None:
         """Helm keeps a failed release in its history; nothing else to undo."""
-
-    def ensure_namespace(self, owned_by_chart: bool = False) -> str:
-        """Create the namespace labelled ``istio-injection=enabled``, or add the label.
-
-        When the chart renders the Namespace itself (``namespace.create``), a missing namespace
-        is created with Helm's ownership metadata so that Helm adopts it.
-        """
-        ns = self.settings.namespace
-        if owned_by_chart:
-            result = client.ensure_namespace(
-                self.api,
-                ns,
-                labels={"app.kubernetes.io/managed-by": "Helm"},
-                annotations={
-                    "meta.helm.sh/release-name": self.settings.release,
-                    "meta.helm.sh/release-namespace": ns,
-                },
-            )
-        else:
-            result = client.ensure_namespace(self.api, ns)
-        log.info("Namespace %s: %s", ns, result)
-        return result
 
     def ensure_pull_secret(
         self,

@@ -240,6 +240,15 @@ class Gateway:
         clusters = [dict(c["cluster"]) for c in dump.get("configs", []) if "cluster" in c]
         return sorted(clusters, key=lambda c: str(c.get("name")))
 
+    async def prometheus_text(self) -> str:
+        """Envoy's stats in the Prometheus text format (admin ``/stats/prometheus``)."""
+        try:
+            return await self._get_text("/stats/prometheus")
+        except (TimeoutError, aiohttp.ClientError) as e:
+            raise MeshError(
+                f"the gateway's admin did not answer /stats/prometheus: {e!r}"
+            ) from None
+
     async def stats(self) -> dict[str, Any]:
         """Envoy's stats as JSON (admin ``/stats?format=json``)."""
         return await self._get_json("/stats?format=json")

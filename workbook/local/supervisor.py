@@ -32,7 +32,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from workbook import canary, chart, envoy, istio, served
+from workbook import canary, chart, envoy, istio, kinds, served
 from workbook.errors import ConfigError, ConflictError, MeshError, WorkbookError
 from workbook.files import read_json, write_atomic, write_json
 from workbook.local.gateway import Gateway
@@ -47,15 +47,7 @@ from workbook.settings import Settings
 
 log = logging.getLogger("workbook.supervisor")
 
-ISTIO_KINDS = ("Gateway", "VirtualService", "DestinationRule")
-KIND_ALIASES = {
-    "vs": "virtualservice",
-    "dr": "destinationrule",
-    "gw": "gateway",
-    "deploy": "deployment",
-    "svc": "service",
-    "ns": "namespace",
-}
+ISTIO_KINDS = kinds.GATEWAY_KINDS
 
 
 def mesh_dir(settings: Settings) -> Path:
@@ -81,21 +73,6 @@ TOKEN_HEADER = "X-Workbook-Token"
 
 def key(obj: dict[str, Any]) -> tuple[str, str]:
     return obj.get("kind", ""), obj.get("metadata", {}).get("name", "")
-
-
-def check_shape(obj: Any, index: int) -> None:
-    """An applied document is an Istio object with a string name (before anything else reads it)."""
-    where = f"document {index}"
-    if not isinstance(obj, dict) or obj.get("kind") not in ISTIO_KINDS:
-        kind = obj.get("kind") if isinstance(obj, dict) else type(obj).__name__
-        raise ConfigError(where, "kind", f"must be one of {list(ISTIO_KINDS)}, got {kind!r}")
-    meta = obj.get("metadata")
-    if not isinstance(meta, dict):
-        raise ConfigError(f"{where} ({obj['kind']})", "metadata", "must be a mapping")
-    if not isinstance(meta.get("name"), str) or not meta["name"]:
-        raise ConfigError(f"{where} ({obj['kind']})", "metadata.name", "must be a non-empty string")
-    if not isinstance(obj.get("spec"), dict):
-        raise ConfigError(f"{obj['kind']} {meta['name']}", "spec", "must be a mapping")
 
 
 def overlay(base: list[dict[str, Any]], applied: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -307,11 +284,18 @@ class Supervisor:
             if not self.objects or current is None:
                 raise MeshError("nothing is deployed yet; run `workbook up` first")
             for i, o in enumerate(objects):
-                check_shape(o, i)
+                istio.check_object_shape(o, i)
+                if o.get("kind") not in ISTIO_KINDS:
+                    raise ConfigError(
+                        f"document {i}", "kind", f"must be one of {list(ISTIO_KINDS)} locally"
+                    )
                 o["metadata"].setdefault("namespace", self.settings.namespace)
             applied = overlay(self._applied(current.revision), objects)
             candidate = overlay(self.objects, applied)
-            istio.validate([o for o in candidate if o.get("kind") in ISTIO_KINDS])
+            warnings = istio.validate(
+                [o for o in candidate if o.get("kind") in ISTIO_KINDS],
+                namespace=self.settings.namespace,
+            )
             config = self._translate(candidate, self.pods.endpoints())
             await self.gateway.validate(config, ", ".join(istio.ref(o) for o in objects))
             try:
@@ -335,7 +319,9 @@ class Supervisor:
                 await self._undo([])
                 raise
             self.objects = candidate
-            return [f"{istio.ref(o)} configured" for o in objects]
+            return [f"{istio.ref(o)} configured" for o in objects] + [
+                f"Warning: {w}" for w in warnings
+            ]
 
     # ---- read ----------------------------------------------------------------------------------
 
@@ -358,7 +344,9 @@ class Supervisor:
 
     async def served_weights(self) -> dict[str, int]:
         """Subset → weight of the weighted route, from Envoy's own config dump."""
-        return served.served_weights([await self.gateway.served_routes()])
+        configs = [await self.gateway.served_routes()]
+        weights = served.served_weights(configs, self.settings.namespace, self.settings.app)
+        return served.as_percent(weights or {})
 
     def extra(self) -> dict[str, Any]:
         """What only the local target has: admin URL, process ids, restarts, pods."""
@@ -371,23 +359,38 @@ class Supervisor:
         }
 
     def get(self, kind: str, name: str | None) -> list[dict[str, Any]]:
-        """Live objects of a kind (kubectl-style names: plural, lower case or short)."""
+        """Live objects of a kind (kubectl names: plural, lower case or short, as on a cluster);
+        pods are the running pod processes, as Pod objects."""
         if not self.objects:
             raise MeshError("nothing is deployed yet; run `workbook up` first")
-        wanted = KIND_ALIASES.get(kind.lower(), kind.lower().removesuffix("s"))
-        kinds = {o.get("kind", "").lower(): o.get("kind", "") for o in self.objects}
-        if wanted not in kinds:
-            raise ConfigError(
-                "get", "KIND", f"must be one of {sorted(kinds.values())}, got {kind!r}"
-            )
-        out = [
-            o
-            for o in self.objects
-            if o.get("kind", "").lower() == wanted and (name is None or key(o)[1] == name)
-        ]
+        wanted = kinds.canonical_kind(kind)
+        live = self.pod_objects() if wanted == "Pod" else self.objects
+        out = [o for o in live if o.get("kind") == wanted and (name is None or key(o)[1] == name)]
         if name is not None and not out:
-            raise ConfigError(f"{kinds[wanted]} {name}", "", "not found in the live objects")
+            raise ConfigError(f"{wanted} {name}", "", "not found in the live objects")
         return out
+
+    def pod_objects(self) -> list[dict[str, Any]]:
+        """The pod processes as Kubernetes Pod objects (name, labels, phase, readiness)."""
+        return [
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": p.name,
+                    "namespace": self.settings.namespace,
+                    "labels": dict(p.spec.labels),
+                },
+                "spec": {"containers": [{"name": "scoring", "image": p.spec.image}]},
+                "status": {
+                    "phase": "Running" if p.pid else "Pending",
+                    "podIP": "127.0.0.1",
+                    "conditions": [{"type": "Ready", "status": str(bool(p.ready))}],
+                    "containerStatuses": [{"name": "scoring", "restartCount": p.restarts}],
+                },
+            }
+            for p in self.pods.pods.values()
+        ]
 
     async def gateway_stats(self) -> dict[str, Any]:
         """Per Envoy cluster (= per version subset) request counters from the gateway."""
@@ -494,6 +497,10 @@ def routes(sup: Supervisor) -> web.RouteTableDef:
     @r.get("/history")
     async def history(_: web.Request) -> web.Response:
         return ok([h.summary() for h in sup.releases.history()])
+
+    @r.get("/metrics")
+    async def metrics(_: web.Request) -> web.Response:
+        return ok({"text": await sup.gateway.prometheus_text()})
 
     @r.get("/stats")
     async def stats(_: web.Request) -> web.Response:

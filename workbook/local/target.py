@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from workbook import chart, errors
+from workbook.envoy import STATS_FLUSH_INTERVAL
 from workbook.errors import (
     AlreadyRunningError,
     ConfigError,
@@ -302,6 +303,10 @@ class LocalReleases:
         return [VersionStatus(**v) for v in self.api.call("GET", "/readiness")]
 
 
+#: Seconds between Envoy's stats flushes, plus a margin.
+STATS_FLUSH_S = float(STATS_FLUSH_INTERVAL.removesuffix("s")) + 0.2
+
+
 class LocalTraffic:
     """Traffic view: the Envoy gateway's own config dump and per-cluster counters."""
 
@@ -312,11 +317,28 @@ class LocalTraffic:
         info = self.api.info()
         return str(info["gateway_url"]) if info else ""
 
+    def host(self) -> str:
+        return ""  # the local gateway serves the chart's hosts, "*" by default
+
     def served_weights(self) -> dict[str, int]:
         return {str(k): int(v) for k, v in self.api.call("GET", "/served").items()}
 
     def counters(self) -> dict[str, dict[str, int]]:
         return dict(self.api.call("GET", "/stats"))
+
+    def _metrics(self) -> str:
+        # Envoy publishes its latency histograms at each stats flush: wait one, so the snapshot
+        # holds every request answered before it
+        time.sleep(STATS_FLUSH_S)
+        return str(self.api.call("GET", "/metrics")["text"])
+
+    def telemetry_mark(self) -> str:
+        return self._metrics()
+
+    def telemetry_since(self, mark: Any, versions: dict[str, str]) -> dict[str, Any]:
+        from workbook import telemetry
+
+        return telemetry.envoy_stage(str(mark), self._metrics(), versions)
 
     def served_routes(self) -> dict[str, Any]:
         """The route configuration the gateway serves right now (Envoy's config dump)."""
@@ -360,7 +382,7 @@ class LocalTarget:
     def running(self) -> bool:
         return self.api.running()
 
-    def prepare(self, values: dict[str, Any]) -> None:
+    def prepare(self, values: dict[str, Any]) -> dict[str, Any]:
         """Start the mesh for a first release: the values render, the images exist, port free."""
         if not self.api.running():
             self.api.wait_exited()
@@ -384,6 +406,7 @@ class LocalTarget:
 
         ensure_demo_images(self.settings)
         self.api.spawn(self.gateway_port or 0)
+        return values
 
     def abandon(self) -> None:
         """After a failed first release: stop the mesh, keep the history that says why."""

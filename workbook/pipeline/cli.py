@@ -10,6 +10,8 @@ from workbook.errors import ConfigError
 from workbook.settings import TARGETS
 
 DEFAULT_PIPELINE = "azure-pipelines.yml"
+#: Parameters the command line fills in when the pipeline declares them and ``-p`` does not.
+STAGES_PARAMETER = "canaryWeights"
 
 
 def parse_parameters(items: list[str]) -> dict[str, Any]:
@@ -23,6 +25,17 @@ def parse_parameters(items: list[str]) -> dict[str, Any]:
             raise ConfigError("pipeline", "-p", f"must read name=value, got {item!r}")
         out[name.strip()] = parse_value(value)
     return out
+
+
+def pipeline_parameters(items: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """The ``-p`` values, with ``canaryWeights`` defaulting to the stage plan of the settings
+    (``WORKBOOK_STAGES``), so the stages a local run stamps out are the plan the notebooks read."""
+    from workbook.settings import Settings
+
+    params = parse_parameters(items)
+    if not any(k.casefold() == STAGES_PARAMETER.casefold() for k in params):
+        params[STAGES_PARAMETER] = list(Settings.from_env(env).stages)
+    return params
 
 
 def _target(args: argparse.Namespace) -> str:
@@ -44,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         path,
         target=_target(args),
         run_id=args.run_id,
-        parameters=parse_parameters(args.parameter),
+        parameters=pipeline_parameters(args.parameter),
         workdir=workdir,
         verbose=args.verbose,
     )
@@ -56,11 +69,18 @@ def cmd_expand(args: argparse.Namespace) -> None:
     """Print the pipeline after compile time (templates and ``${{ }}`` expanded)."""
     import yaml
 
+    from workbook.pipeline.runner import compile_time_variables
     from workbook.pipeline.template import compile_pipeline
 
     path, workdir = _paths(args)
-    params = {"target": _target(args), **parse_parameters(args.parameter)}
-    compiled = compile_pipeline(path, params, repo_root=workdir, ignore_unknown=("target",))
+    params = {"target": _target(args), **pipeline_parameters(args.parameter)}
+    compiled = compile_pipeline(
+        path,
+        params,
+        repo_root=workdir,
+        ignore_unknown=("target", STAGES_PARAMETER),
+        predefined=compile_time_variables(workdir),
+    )
     print(yaml.safe_dump(compiled.document, sort_keys=False, width=100), end="")
 
 

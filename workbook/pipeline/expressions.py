@@ -246,16 +246,25 @@ def _length(value: Any) -> int:
     return len(value) if isinstance(value, str | list | dict | tuple) else 0
 
 
+class _ConversionError(ValueError):
+    """``gt``/``ge``/``lt``/``le``: the right value does not convert to the left's type."""
+
+
 def _ordered(pred: Callable[[int], bool]) -> Callable[[Any, Any], bool]:
+    """An ordering function: it errors when the right value does not convert (expressions#gt)."""
+
     def fn(a: Any, b: Any) -> bool:
         c = _compare(a, b)
-        return c is not None and pred(c)
+        if c is None:
+            raise _ConversionError(f"cannot compare {to_text(a)!r} with {to_text(b)!r}")
+        return pred(c)
 
     return fn
 
 
 BUILTINS: dict[str, Callable[..., Any]] = {
     "not": lambda a: not truthy(a),
+    "xor": lambda a, b: truthy(a) != truthy(b),
     "eq": equals,
     "ne": lambda a, b: not equals(a, b),
     "gt": _ordered(lambda c: c > 0),
@@ -323,6 +332,8 @@ class Evaluator:
             return fn(*values)
         except TypeError as e:
             raise ExpressionError(text, f"wrong arguments for {name}(): {e}") from None
+        except _ConversionError as e:
+            raise ExpressionError(text, f"{name}(): {e}") from None
 
     def _lazy(self, name: str, args: list[Node], text: str) -> Any:
         if name == "iif":

@@ -16,6 +16,7 @@ tasks registered in ``workbook.pipeline.tasks``. A run leaves everything under `
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -24,9 +25,10 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,11 +36,13 @@ from typing import Any
 from workbook.errors import ConfigError, WorkbookError
 from workbook.files import write_atomic
 from workbook.pipeline import tasks
-from workbook.pipeline.expressions import Evaluator, truthy
+from workbook.pipeline.expressions import Evaluator, to_text, truthy
+from workbook.pipeline.support import first_unsupported
 from workbook.pipeline.template import CompiledPipeline, compile_pipeline
 from workbook.pipeline.variables import Command, Variables, env_name, mask, parse_command
 
-SUCCEEDED, WITH_ISSUES, FAILED, SKIPPED = "succeeded", "succeededWithIssues", "failed", "skipped"
+SUCCEEDED, WITH_ISSUES, FAILED = "succeeded", "succeededWithIssues", "failed"
+SKIPPED, CANCELED = "skipped", "canceled"
 OK_RESULTS = (SUCCEEDED, WITH_ISSUES)
 #: How results read inside expressions (``dependencies.A.result``).
 AZURE_RESULT = {
@@ -46,8 +50,9 @@ AZURE_RESULT = {
     WITH_ISSUES: "SucceededWithIssues",
     FAILED: "Failed",
     SKIPPED: "Skipped",
+    CANCELED: "Canceled",
 }
-MARK = {SUCCEEDED: "✓", WITH_ISSUES: "!", FAILED: "✗", SKIPPED: "-"}
+MARK = {SUCCEEDED: "✓", WITH_ISSUES: "!", FAILED: "✗", SKIPPED: "-", CANCELED: "⊘"}
 RUNONCE_HOOKS = ("preDeploy", "deploy", "routeTraffic", "postRouteTraffic")
 TAIL_LINES = 15
 AGENT_NAME = "workbook-local"
@@ -67,9 +72,9 @@ class PipelineFailedError(WorkbookError):
 
     def __init__(self, result: PipelineResult) -> None:
         self.result = result
-        failed = [s.name for s in result.stages if s.result == FAILED]
+        bad = [f"{s.name} {s.result}" for s in result.stages if s.result in (FAILED, CANCELED)]
         super().__init__(
-            f"pipeline run {result.run_id} failed: stage {', '.join(failed)} failed "
+            f"pipeline run {result.run_id} {result.result}: stage {', '.join(bad)} "
             f"(see {result.run_dir / 'pipeline.json'})"
         )
 
@@ -133,6 +138,7 @@ class PipelineResult:
     started: str
     duration_s: float
     stages: list[StageRun]
+    not_rehearsed: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -181,6 +187,9 @@ def _runtime_expression(value: Any) -> str | None:
 
 def stage_order(stages: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[str]]]:
     """Stages in the order they run, each with its dependencies (implicit: the one before)."""
+    for i, s in enumerate(stages):
+        if not isinstance(s, Mapping):
+            raise PipelineError(f"stages[{i}]: must be a stage (a mapping), got {s!r}")
     names = [str(s.get("stage", "")) for s in stages]
     for i, n in enumerate(names):
         if not re.fullmatch(r"[A-Za-z0-9_]+", n):
@@ -238,26 +247,54 @@ def job_order(jobs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], list[str
 
 
 def status_functions(
-    dependencies: Mapping[str, str], own: str | None = None
+    dependencies: Mapping[str, str], *, canceled: bool = False
 ) -> dict[str, Callable[..., bool]]:
-    """``succeeded()``, ``failed()``, ... over the given dependencies (for a stage: direct and
-    indirect, as Azure computes them), or over ``own`` (a job's status so far, for steps)."""
+    """``succeeded()``, ``failed()``, ... in a stage or job condition.
+
+    Over every stage (or job of the stage) the unit depends on, directly or not, or over the named
+    ones; ``succeeded()`` and ``succeededOrFailed()`` are false once the run is canceled
+    (learn.microsoft.com/azure/devops/pipelines/process/expressions#job-status-check-functions).
+    """
 
     def pick(names: tuple[Any, ...]) -> list[str]:
-        if own is not None:
-            return [own]
         if not names:
             return list(dependencies.values())
         folded = {k.casefold(): v for k, v in dependencies.items()}
         return [folded.get(str(n).casefold(), SKIPPED) for n in names]
 
     return {
-        "succeeded": lambda *n: all(r in OK_RESULTS for r in pick(n)),
+        "succeeded": lambda *n: not canceled and all(r in OK_RESULTS for r in pick(n)),
         "failed": lambda *n: any(r == FAILED for r in pick(n)),
-        "succeededOrFailed": lambda *n: True,
+        "succeededOrFailed": lambda *n: (
+            not canceled and all(r in (*OK_RESULTS, FAILED) for r in pick(n))
+        ),
         "always": lambda *n: True,
-        "canceled": lambda *n: False,
+        "canceled": lambda *n: canceled,
     }
+
+
+def step_status_functions(job_status: str) -> dict[str, Callable[..., bool]]:
+    """The status functions in a step condition: tests of ``Agent.JobStatus``, no arguments
+    (src/Agent.Worker/ExpressionManager.cs in microsoft/azure-pipelines-agent)."""
+    return {
+        "succeeded": lambda: job_status in OK_RESULTS,
+        "failed": lambda: job_status == FAILED,
+        "succeededOrFailed": lambda: job_status in (*OK_RESULTS, FAILED),
+        "always": lambda: True,
+        "canceled": lambda: job_status == CANCELED,
+    }
+
+
+def upstream(name: str, depends_on: Mapping[str, list[str]]) -> list[str]:
+    """Every unit ``name`` depends on, directly or through others."""
+    seen: dict[str, None] = {}
+    todo = list(depends_on.get(name, []))
+    while todo:
+        n = todo.pop()
+        if n not in seen:
+            seen[n] = None
+            todo.extend(depends_on.get(n, []))
+    return list(seen)
 
 
 class _StepContext:
@@ -295,12 +332,40 @@ class _Run:
         self.temp = self.workspace / "_temp"
         self.stages: dict[str, StageRun] = {}
         self.artifact_names: set[str] = set()
+        #: How many times a cancel was asked for (Ctrl-C, SIGTERM); a step started before the
+        #: latest request is stopped.
+        self.cancels = 0
+        #: What a local run does not check (tasks and resources that need Azure) → where.
+        self.not_rehearsed: dict[str, list[str]] = {}
         self.variables = self._pipeline_variables()
+
+    def cancel(self, why: str = "cancel") -> None:
+        """Cancel the run as Azure does: running steps stop; what still runs is what conditions
+        allow after a cancel (``always()``, ``canceled()``, conditions without a status check)."""
+        self.cancels += 1
+        self.log(
+            f"⊘ {why}: the run is canceled; running steps stop, stages and steps whose condition "
+            "still holds run (again to stop those)"
+        )
+
+    @property
+    def canceled(self) -> bool:
+        return self.cancels > 0
+
+    def note_not_rehearsed(self, what: str, where: str) -> None:
+        places = self.not_rehearsed.setdefault(what, [])
+        if where not in places:
+            places.append(where)
+
+    def not_rehearsed_lines(self) -> list[str]:
+        """One line per thing not rehearsed, with the stages/jobs that use it."""
+        return [f"{what} (in {', '.join(where)})" for what, where in self.not_rehearsed.items()]
 
     # -- variables -------------------------------------------------------------------------
 
     def _pipeline_variables(self) -> Variables:
         v = Variables()
+        os_name = {"Windows": "Windows_NT"}.get(platform.system(), platform.system())
         predefined = {
             "Build.BuildId": self.run_id,
             "Build.BuildNumber": self.run_id,
@@ -316,10 +381,11 @@ class _Run:
             "Agent.BuildDirectory": self.workspace,
             "Agent.TempDirectory": self.temp,
             "Agent.Name": AGENT_NAME,
-            "Agent.OS": platform.system(),
+            "Agent.OS": os_name,
             "System.DefaultWorkingDirectory": self.workdir,
             "System.TeamProject": "local",
             "System.PipelineStartTime": _now(),
+            **_git_variables(self.workdir),
         }
         for name, value in predefined.items():
             v.set(name, value, readonly=True)
@@ -333,7 +399,9 @@ class _Run:
         entries: list[tuple[str, Any, bool]] = []
         if isinstance(raw, Mapping):
             entries = [(str(k), v, False) for k, v in raw.items()]
-        elif isinstance(raw, list):
+        elif not isinstance(raw, list):
+            raise PipelineError(f"{where}: variables must be a list or a mapping, got {raw!r}")
+        else:
             for item in raw:
                 if not isinstance(item, Mapping):
                     raise PipelineError(f"{where}: variables entry {item!r} is not a mapping")
@@ -341,6 +409,11 @@ class _Run:
                     self.log(
                         f"  variable group {item['group']!r} ({where}): skipped locally, its "
                         "values come from the environment here"
+                    )
+                    self.note_not_rehearsed(
+                        f"variable group {item['group']}: values from this machine's environment "
+                        "instead",
+                        where,
                     )
                     continue
                 if "name" not in item:
@@ -352,21 +425,22 @@ class _Run:
             expr = _runtime_expression(value)
             if expr is not None:
                 ctx = {"variables": scope.as_mapping(), **names}
-                value = Evaluator(ctx).evaluate(expr)
-                value = "" if value is None else value
-                value = value if isinstance(value, str) else json.dumps(value)
+                value = self._evaluate(expr, ctx, None, f"{where}: variable {name}")
+                value = to_text(value)  # True/False, numbers as written, JSON for objects
             scope.set(name, value, readonly=readonly)
 
-    def _upstream(self, depends_on: list[str]) -> list[str]:
-        """Every stage ``depends_on`` reaches, directly or through others, in run order."""
-        seen: dict[str, None] = {}
-        todo = list(depends_on)
-        while todo:
-            name = todo.pop()
-            if name not in seen:
-                seen[name] = None
-                todo.extend(self.stages[name].depends_on)
-        return [s for s in self.stages if s in seen]
+    def _evaluate(
+        self,
+        expression: str,
+        names: Mapping[str, Any],
+        functions: Mapping[str, Callable[..., Any]] | None,
+        where: str,
+    ) -> Any:
+        """Evaluate, or a PipelineError naming the unit, the field and the file:line."""
+        try:
+            return Evaluator(names, functions).evaluate(expression)
+        except ConfigError as e:
+            raise PipelineError(f"{self.compiled.locate(expression)}: {where}: {e}") from None
 
     def _dependency_contexts(self, depends_on: list[str]) -> dict[str, Any]:
         """``dependencies`` and ``stageDependencies`` for the stages this one depends on."""
@@ -385,21 +459,23 @@ class _Run:
     def _condition(
         self,
         condition: Any,
-        dependencies: Mapping[str, str],
+        functions: Mapping[str, Callable[..., Any]],
         variables: Variables,
         names: Mapping[str, Any],
-        own: str | None = None,
+        where: str,
     ) -> bool:
         if isinstance(condition, bool):
             return condition
         ctx = {"variables": variables.as_mapping(), **names}
-        return truthy(Evaluator(ctx, status_functions(dependencies, own)).evaluate(str(condition)))
+        return truthy(self._evaluate(str(condition), ctx, functions, f"{where} condition"))
 
     # -- stages ----------------------------------------------------------------------------
 
     def run(self) -> PipelineResult:
         started, t0 = _now(), time.monotonic()
         order = stage_order(self.compiled.stages)  # errors before anything is written
+        if (problem := first_unsupported(self.compiled)) is not None:
+            raise PipelineError(problem)
         self.temp.mkdir(parents=True, exist_ok=True)
         params = self.compiled.parameters
         self.log(
@@ -422,11 +498,17 @@ class _Run:
         result = self.write(started, time.monotonic() - t0)
         marks = " · ".join(f"{s.name} {MARK[s.result]}" for s in result.stages)
         self.log(f"pipeline {result.result} in {_duration(result.duration_s)}: {marks}")
+        if self.not_rehearsed:
+            self.log("not rehearsed here (needs Azure):")
+            for line in self.not_rehearsed_lines():
+                self.log(f"  - {line}")
         return result
 
     def result(self, started: str, duration: float) -> PipelineResult:
         stages = list(self.stages.values())
-        if any(s.result == FAILED for s in stages):
+        if any(s.result == CANCELED for s in stages) or self.canceled:
+            overall = CANCELED
+        elif any(s.result == FAILED for s in stages):
             overall = FAILED
         elif any(s.result == WITH_ISSUES for s in stages):
             overall = WITH_ISSUES
@@ -442,6 +524,7 @@ class _Run:
             started=started,
             duration_s=round(duration, 3),
             stages=stages,
+            not_rehearsed=self.not_rehearsed_lines(),
         )
 
     def write(self, started: str, duration: float) -> PipelineResult:
@@ -458,11 +541,17 @@ class _Run:
         record = StageRun(name, display, depends_on, str(condition), SKIPPED, started=_now())
         self.stages[name] = record
         # as in Azure, a stage's status functions see its direct and indirect dependencies
-        dep_results = {d: self.stages[d].result for d in self._upstream(depends_on)}
+        graph = {n: s.depends_on for n, s in self.stages.items()}
+        dep_results = {d: self.stages[d].result for d in upstream(name, graph)}
         names = self._dependency_contexts(depends_on)
+        # a stage condition knows `dependencies` only; `stageDependencies` is for jobs
+        # (learn.microsoft.com/azure/devops/pipelines/process/expressions#dependencies)
+        condition_names = {"dependencies": names["dependencies"]}
         t0 = time.monotonic()
-        if not self._condition(condition, dep_results, self.variables, names):
-            record.reason = _skip_reason(condition, dep_results)
+        functions = status_functions(dep_results, canceled=self.canceled)
+        where = f"stage {name}"
+        if not self._condition(condition, functions, self.variables, condition_names, where):
+            record.reason = _skip_reason(condition, dep_results, self.canceled)
             self.log(f"{MARK[SKIPPED]} {name} skipped: {record.reason}")
             return
         self.log(f"▶ stage {name}" + (f" ({display})" if display != name else ""))
@@ -471,13 +560,18 @@ class _Run:
         scope.set("System.StageDisplayName", display, readonly=True)
         scope.set("System.StageAttempt", "1", readonly=True)
         self._define(scope, stage.get("variables"), names, f"stage {name}")
+        jobs = list(stage.get("jobs") or [])
+        ordered = job_order(jobs)
+        graph = {_job_name(j)[0]: d for j, d in ordered}
         jobs_done: dict[str, JobRun] = {}
-        for job, job_deps in job_order(list(stage.get("jobs") or [])):
-            job_run = self.run_job(record, scope, job, job_deps, jobs_done, names)
+        for job, job_deps in ordered:
+            job_run = self.run_job(record, scope, job, job_deps, graph, jobs_done, names)
             jobs_done[job_run.name] = job_run
             record.jobs.append(job_run)
         results = [j.result for j in record.jobs]
-        if any(r == FAILED for r in results):
+        if any(r == CANCELED for r in results):
+            record.result = CANCELED
+        elif any(r == FAILED for r in results):
             record.result = FAILED
         elif not results or all(r == SKIPPED for r in results):
             record.result = SKIPPED
@@ -497,13 +591,15 @@ class _Run:
         stage_scope: Variables,
         job: dict[str, Any],
         depends_on: list[str],
+        graph: Mapping[str, list[str]],
         done: Mapping[str, JobRun],
         stage_names: Mapping[str, Any],
     ) -> JobRun:
         name, kind = _job_name(job)
         display = str(job.get("displayName") or name)
         record = JobRun(name, display, kind, SKIPPED, started=_now())
-        dep_results = {d: done[d].result for d in depends_on}
+        # status functions see every job this one depends on, directly or not (conditions#)
+        dep_results = {d: done[d].result for d in upstream(name, graph)}
         names = {
             **stage_names,
             "dependencies": {
@@ -512,8 +608,10 @@ class _Run:
             },
         }
         condition = job.get("condition", "succeeded()")
-        if not self._condition(condition, dep_results, stage_scope, names):
-            record.reason = _skip_reason(condition, dep_results)
+        functions = status_functions(dep_results, canceled=self.canceled)
+        where = unit_name(stage.name, kind, name)
+        if not self._condition(condition, functions, stage_scope, names, where):
+            record.reason = _skip_reason(condition, dep_results, self.canceled)
             self.log(f"  {MARK[SKIPPED]} {kind} {name} skipped: {record.reason}")
             return record
         scope = stage_scope.child()
@@ -521,34 +619,50 @@ class _Run:
             "System.JobName": name,
             "System.JobDisplayName": display,
             "System.PhaseName": name,
+            "System.JobAttempt": "1",
             "Agent.JobName": display,
             "Agent.JobStatus": "Succeeded",
         }.items():
             scope.set(var, value)
-        self._define(scope, job.get("variables"), names, f"{kind} {name}")
-        steps = self._job_steps(job, kind, record, scope)
+        self._define(scope, job.get("variables"), names, where)
+        steps = self._job_steps(job, kind, record, scope, stage.name)
         env_note = f" → environment {record.environment}" if record.environment else ""
         self.log(f"  ▶ {kind} {name}{env_note}")
         t0 = time.monotonic()
         timeout = _minutes(job.get("timeoutInMinutes"))
         deadline = t0 + timeout if timeout else None
         status = SUCCEEDED
+        cancels_seen = self.cancels
         path_prefix: list[str] = []
         ctx = _StepContext(self, stage, path_prefix)
         for hook, hook_steps in steps:
-            if (hook == "on.failure" and status != FAILED) or (
-                hook == "on.success" and status == FAILED
-            ):
+            # A deployment's lifecycle hooks run as jobs of their own, each with its own pool
+            # (yaml-schema/jobs-deployment-strategy-run-once): its own job status and variables;
+            # after a failed hook the next ones do not start, and `on: failure` or `on: success`
+            # runs on the outcome.
+            if not hook_steps:
                 continue
+            if hook.startswith("on."):
+                if (hook == "on.failure") != (status == FAILED) or status == CANCELED:
+                    continue
+            elif status in (FAILED, CANCELED):
+                continue
+            hook_scope = scope.child() if kind == "deployment" else scope
+            hook_status = SUCCEEDED
+            hook_scope.set("Agent.JobStatus", AZURE_RESULT[hook_status])
             for step in hook_steps:
+                if self.cancels > cancels_seen:  # canceled during or between steps
+                    hook_status, cancels_seen = CANCELED, self.cancels
                 n = len(record.steps) + 1
-                step_run = self.run_step(step, n, stage, record, scope, ctx, status, deadline)
+                step_run = self.run_step(
+                    step, n, stage, record, hook_scope, ctx, hook_status, deadline
+                )
                 record.steps.append(step_run)
-                if step_run.result == FAILED:
-                    status = FAILED
-                elif step_run.result == WITH_ISSUES and status == SUCCEEDED:
-                    status = WITH_ISSUES
-                scope.set("Agent.JobStatus", AZURE_RESULT[status])
+                hook_status = _merge(hook_status, step_run.result)
+                hook_scope.set("Agent.JobStatus", AZURE_RESULT[hook_status])
+            if self.cancels > cancels_seen:
+                hook_status = CANCELED
+            status = _merge(status, hook_status)
         if status == FAILED and _flag(job.get("continueOnError")):
             status = WITH_ISSUES
         record.result = status
@@ -556,7 +670,7 @@ class _Run:
         return record
 
     def _job_steps(
-        self, job: dict[str, Any], kind: str, record: JobRun, scope: Variables
+        self, job: dict[str, Any], kind: str, record: JobRun, scope: Variables, stage: str
     ) -> list[tuple[str, list[dict[str, Any]]]]:
         """The step lists of a job in run order, as (hook, steps)."""
         strategy = job.get("strategy") or {}
@@ -571,6 +685,9 @@ class _Run:
         record.environment = scope.expand(str(env_name or ""))
         scope.set("Environment.Name", record.environment)
         scope.set("Strategy.Name", "runOnce")
+        self.note_not_rehearsed(
+            f"environment {record.environment}: its approvals and checks", f"{stage}/{record.name}"
+        )
         if set(strategy) != {"runOnce"}:
             raise PipelineError(
                 f"deployment {record.name}: strategy must be runOnce locally, got {list(strategy)}"
@@ -602,9 +719,12 @@ class _Run:
         record = StepRun(ref, display, SKIPPED)
         t0 = time.monotonic()
         condition = step.get("condition", "succeeded()")
+        where = f"{unit_name(stage.name, job.kind, job.name)}, step {display}".removeprefix(
+            "pipeline, "
+        )
         if step.get("enabled") is not None and not _flag(step.get("enabled")):
             record.reason = "disabled (enabled: false)"
-        elif not self._condition(condition, {}, scope, {}, own=status):
+        elif not self._condition(condition, step_status_functions(status), scope, {}, where):
             record.reason = f"condition {condition} is false (job {AZURE_RESULT[status]})"
         else:
             outcome = self._execute(kind, step, index, stage, job, scope, ctx, record, deadline)
@@ -642,14 +762,14 @@ class _Run:
         if kind == "task":
             name = str(step["task"])
             handler = tasks.get_task(name)
-            if handler is None:
-                return tasks.Outcome(
-                    FAILED,
-                    f"task {name} is not supported by the local runner "
-                    f"(supported: {', '.join(tasks.task_names())})",
-                )
+            if handler is None:  # check_supported refuses these before the run
+                raise PipelineError(f"task {name} is not supported by the local runner")
             inputs = {str(k): scope.expand(str(v)) for k, v in (step.get("inputs") or {}).items()}
-            return handler(inputs, ctx)
+            outcome = handler(inputs, ctx)
+            if outcome.result == SKIPPED and outcome.reason.startswith(tasks.NEEDS_AZURE):
+                shown = ", ".join(f"{k}={_short(v)}" for k, v in inputs.items())
+                self.note_not_rehearsed(f"{name} with {shown}", f"{stage.name}/{job.name}")
+            return outcome
         if kind == "publish":
             path = Path(scope.expand(str(step["publish"])))
             artifact = scope.expand(str(step.get("artifact") or job.name))
@@ -660,9 +780,7 @@ class _Run:
             return tasks.Outcome(SKIPPED, f"the working tree {self.workdir} is used as it is")
         if kind == "download":
             return tasks.Outcome(SKIPPED, f"this run's artifacts are already under {self.run_dir}")
-        if kind in ("pwsh", "powershell"):
-            return tasks.Outcome(FAILED, f"{kind} steps are not supported by the local runner")
-        return tasks.Outcome(SKIPPED, f"step {sorted(step)} is not supported locally")
+        raise PipelineError(f"step {sorted(step)} is not supported by the local runner")
 
     def _shell(
         self,
@@ -689,6 +807,7 @@ class _Run:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         record.log = str(_rel(log_path, self.workdir))
         env = {**os.environ, **scope.environment()}
+        env.pop("TF_BUILD", None)  # Azure agents set it; this is not one
         masked = list(scope.secrets())
         for k, v in (step.get("env") or {}).items():
             value = scope.expand(str(v))
@@ -702,26 +821,32 @@ class _Run:
         if ctx.path_prefix:
             env["PATH"] = os.pathsep.join([*ctx.path_prefix, env.get("PATH", "")])
         cwd = Path(scope.expand(str(step.get("workingDirectory") or self.workdir)))
+        cwd = cwd if cwd.is_absolute() else self.workdir / cwd
+        if not cwd.is_dir():
+            return tasks.Outcome(FAILED, f"working directory {cwd} does not exist")
         timeout = _minutes(step.get("timeoutInMinutes"))
         limit = deadline if deadline is not None else float("inf")
         if timeout is not None:
             limit = min(limit, time.monotonic() + timeout)
+        cancels_seen = self.cancels
         with open(log_path, "w", encoding="utf-8") as out:
             proc = subprocess.Popen(
                 ["bash", "--noprofile", "--norc", str(script_file)],
-                cwd=cwd if cwd.is_absolute() else self.workdir / cwd,
+                cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-            code, timed_out = self._wait(proc, log_path, limit, masked)
+            code, ended = self._wait(proc, log_path, limit, masked, cancels_seen)
         script_file.unlink(missing_ok=True)
         record.exit_code = code
         text = log_path.read_text(encoding="utf-8", errors="replace")
         outcome = tasks.Outcome(SUCCEEDED if code == 0 else FAILED)
-        if timed_out:
+        if ended == "canceled":
+            outcome = tasks.Outcome(CANCELED, "canceled")
+        elif ended == "timeout":
             outcome.reason = "timed out"
         elif code != 0:
             outcome.reason = f"exit code {code}"
@@ -729,14 +854,23 @@ class _Run:
             command = parse_command(line)
             if command is not None:
                 self._apply(command, scope, stage, job, record, ctx, cwd, outcome)
+                if command.name == "task.setvariable" and command.flag("issecret"):
+                    masked.append(command.message)
+        masked = [s for s in masked if s]
         if masked:
             log_path.write_text(mask(text, masked), encoding="utf-8")
         return outcome
 
     def _wait(
-        self, proc: subprocess.Popen[bytes], log_path: Path, limit: float, secrets: list[str]
-    ) -> tuple[int, bool]:
-        """Wait for the step, streaming its log when verbose; kill its process group on timeout."""
+        self,
+        proc: subprocess.Popen[bytes],
+        log_path: Path,
+        limit: float,
+        secrets: list[str],
+        cancels_seen: int,
+    ) -> tuple[int, str]:
+        """Wait for the step, streaming its log when verbose; stop its process group on timeout
+        or cancel. Returns the exit code and how it ended: ``exit``, ``timeout``, ``canceled``."""
         pos = 0
         while True:
             try:
@@ -746,15 +880,11 @@ class _Run:
             if self.verbose:
                 pos = self._stream(log_path, pos, secrets, final=code is not None)
             if code is not None:
-                return code, False
-            if time.monotonic() > limit:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
-                return proc.returncode or 124, True
+                return code, "exit"
+            canceled = self.cancels > cancels_seen
+            if canceled or time.monotonic() > limit:
+                _stop(proc)
+                return proc.returncode or 124, "canceled" if canceled else "timeout"
 
     def _stream(self, log_path: Path, pos: int, secrets: list[str], *, final: bool) -> int:
         with open(log_path, encoding="utf-8", errors="replace") as f:
@@ -765,7 +895,10 @@ class _Run:
         elif not final:
             return pos
         for line in chunk.splitlines():
-            self.log(f"      {mask(line, secrets)}")
+            command = parse_command(line)
+            if command and command.name == "task.setvariable" and command.flag("issecret"):
+                secrets.append(command.message)  # masked from here on, as the agent does
+            self.log(f"      {mask(line, [s for s in secrets if s])}")
         return pos + len(chunk.encode("utf-8"))
 
     def _apply(
@@ -786,9 +919,11 @@ class _Run:
                 return
             secret = command.flag("issecret")
             if command.flag("isoutput"):
-                job.outputs[f"{step.name}.{var}"] = command.message
-                if job.kind == "deployment":
-                    job.outputs[f"{job.name}.{step.name}.{var}"] = command.message
+                # a deployment job's outputs carry its name first: dependencies.D.outputs
+                # ['D.step.var'] (learn.microsoft.com/azure/devops/pipelines/process/
+                # deployment-jobs#support-for-output-variables); a regular job's do not
+                prefix = f"{job.name}." if job.kind == "deployment" else ""
+                job.outputs[f"{prefix}{step.name}.{var}"] = command.message
                 scope.set(f"{step.name}.{var}", command.message, secret=secret)
             else:
                 existing = scope.lookup(var)
@@ -882,13 +1017,73 @@ def _default_display(kind: str, step: Mapping[str, Any]) -> str:
     return kind or "step"
 
 
-def _skip_reason(condition: Any, deps: Mapping[str, str]) -> str:
+def _skip_reason(condition: Any, deps: Mapping[str, str], canceled: bool) -> str:
     bad = {d: r for d, r in deps.items() if r not in OK_RESULTS}
-    if str(condition).replace(" ", "") == "succeeded()" and bad:
-        return (
-            "a dependency did not succeed (" + ", ".join(f"{d} {r}" for d, r in bad.items()) + ")"
-        )
+    if str(condition).replace(" ", "") == "succeeded()" and (bad or canceled):
+        parts = [f"{d} {r}" for d, r in bad.items()] + (["the run is canceled"] if canceled else [])
+        return "a dependency did not succeed (" + ", ".join(parts) + ")"
     return f"condition {condition} is false"
+
+
+def _short(text: str, limit: int = 60) -> str:
+    """A task input as the run's summary shows it: one line, at most ``limit`` characters."""
+    flat = " ".join(text.split())
+    return repr(flat if len(flat) <= limit else flat[: limit - 1] + "…")
+
+
+def unit_name(stage: str, kind: str = "", job: str = "") -> str:
+    """``stage Deploy, job main`` for messages; a steps-only pipeline's implicit stage and job
+    (``__default``) are not named."""
+    parts = [f"stage {stage}" if stage != "__default" else ""]
+    parts.append(f"{kind} {job}" if job and job != "__default" else "")
+    return ", ".join(p for p in parts if p) or "pipeline"
+
+
+def _merge(status: str, result: str) -> str:
+    """A job's status after a step ended with ``result``: canceled > failed > with issues."""
+    for worst in (CANCELED, FAILED, WITH_ISSUES):
+        if worst in (status, result):
+            return worst
+    return status
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the step's process group, SIGKILL after 10 s."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    except ProcessLookupError:
+        proc.wait()
+
+
+def compile_time_variables(workdir: Path) -> dict[str, str]:
+    """Predefined variables that ``${{ }}`` expressions can read (the repository's git state)."""
+    return {"Build.Reason": "Manual", **_git_variables(workdir)}
+
+
+def _git_variables(workdir: Path) -> dict[str, str]:
+    """``Build.SourceBranch``, ``Build.SourceBranchName``, ``Build.SourceVersion`` from git."""
+
+    def git(*args: str) -> str:
+        try:
+            out = subprocess.run(
+                ["git", *args], cwd=workdir, capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            return ""
+        return out.stdout.strip() if out.returncode == 0 else ""
+
+    branch, commit = git("symbolic-ref", "-q", "HEAD"), git("rev-parse", "HEAD")
+    out = {}
+    if branch:
+        out["Build.SourceBranch"] = branch
+        out["Build.SourceBranchName"] = branch.rsplit("/", 1)[-1]
+    if commit:
+        out["Build.SourceVersion"] = commit
+    return out
 
 
 def _minutes(value: Any) -> float | None:
@@ -954,7 +1149,13 @@ def run_pipeline(
     params = dict(parameters or {})
     if target is not None:
         params["target"] = target
-    compiled = compile_pipeline(path, params, repo_root=workdir, ignore_unknown=("target",))
+    compiled = compile_pipeline(
+        path,
+        params,
+        repo_root=workdir,
+        ignore_unknown=("target", "canaryWeights"),
+        predefined=compile_time_variables(workdir),
+    )
     if run_id is None:
         run_id = _new_run_id(workdir)
     elif not re.fullmatch(r"[\w.\-]+", run_id):
@@ -972,7 +1173,25 @@ def run_pipeline(
         verbose=verbose,
         log=log or _print,
     )
-    return run.run()
+    with _cancel_on_signals(run):
+        return run.run()
+
+
+@contextlib.contextmanager
+def _cancel_on_signals(run: _Run) -> Iterator[None]:
+    """SIGINT (Ctrl-C) and SIGTERM cancel the run the way Cancel does on Azure, instead of
+    killing the runner: Rollback and ``always()`` steps still run. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in previous:
+        signal.signal(s, lambda number, _frame: run.cancel(signal.Signals(number).name))
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 __all__ = [

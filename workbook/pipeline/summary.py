@@ -3,15 +3,17 @@
 ``python -m workbook.pipeline.summary RUN_DIR [-o FILE] [--title TEXT]`` reads the records that
 the notebooks left in ``RUN_DIR`` (``records.json`` in it or in its stage folders) and writes: a
 table of the configured vs observed split of every canary stage, the other recorded values,
-links to the executed notebooks and figures, and Kiali links. Links are relative to ``RUN_DIR``;
-each stage folder is published as the artifact of the same name, so they also read as
-``<artifact>/<file>`` in a download of the run's artifacts.
+links to the executed notebooks and figures, and Kiali links. Links are relative to ``RUN_DIR``.
+Each stage publishes its folder as the artifact ``<stage>.<attempt>``, and a later stage finds the
+earlier ones downloaded as folders of that name: rows are labelled by stage, with the attempt
+when it is not the first.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +37,14 @@ def stage_dirs(run_dir: Path) -> list[Path]:
         return marker.stat().st_mtime if marker.exists() else d.stat().st_mtime
 
     return sorted(found, key=lambda d: (when(d), d.name))
+
+
+def stage_label(folder: str) -> str:
+    """``Shift_10.1`` → ``Shift_10``; ``Shift_10.2`` → ``Shift_10 (attempt 2)``."""
+    m = re.fullmatch(r"(.+)\.(\d+)", folder)
+    if not m:
+        return folder
+    return m.group(1) if m.group(2) == "1" else f"{m.group(1)} (attempt {m.group(2)})"
 
 
 def _records(directory: Path) -> dict[str, Any]:
@@ -120,7 +130,7 @@ def render(run_dir: Path, title: str | None = None) -> str:
     lines = [f"## {title or 'Canary workbook'}", ""]
     if not dirs:
         return "\n".join([*lines, f"No notebook records under `{run_dir.name}` yet.", ""])
-    rows = [split_row(d.name, r) for d in dirs for _, r in stage_results(_records(d))]
+    rows = [split_row(stage_label(d.name), r) for d in dirs for _, r in stage_results(_records(d))]
     if rows:
         lines += [
             "### Traffic split per stage",
@@ -138,9 +148,9 @@ def render(run_dir: Path, title: str | None = None) -> str:
         stage_keys = {k for k, _ in stage_results(records)}
         for key, value in records.items():
             for label, url in _kiali_urls(value, key):
-                kiali.setdefault(url, f"{d.name} · {label}")
+                kiali.setdefault(url, f"{stage_label(d.name)} · {label}")
             if key not in stage_keys and "kiali" not in key.lower():
-                details.append(f"- {d.name} · `{key}`: {_short(value)}")
+                details.append(f"- {stage_label(d.name)} · `{key}`: {_short(value)}")
     if details:
         lines += ["### Recorded values", "", *details, ""]
     files = []

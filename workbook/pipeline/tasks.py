@@ -36,12 +36,17 @@ class StepContext(Protocol):
 
 TaskHandler = Callable[[Mapping[str, str], StepContext], Outcome]
 
+#: How a skipped task that needs Azure starts its reason; the run lists these as not rehearsed.
+NEEDS_AZURE = "needs Azure"
+
 _TASKS: dict[str, TaskHandler] = {}
+_NAMES: dict[str, str] = {}
 
 
 def register_task(name: str, handler: TaskHandler) -> None:
     """Make ``name`` (``Task@major``, case-insensitive) run ``handler`` locally."""
     _TASKS[name.casefold()] = handler
+    _NAMES[name.casefold()] = name
 
 
 def get_task(name: str) -> TaskHandler | None:
@@ -49,7 +54,7 @@ def get_task(name: str) -> TaskHandler | None:
 
 
 def task_names() -> list[str]:
-    return sorted(_TASKS)
+    return sorted(_NAMES.values(), key=str.casefold)
 
 
 def _input(inputs: Mapping[str, str], *names: str, default: str = "") -> str:
@@ -88,9 +93,22 @@ def use_python_version(inputs: Mapping[str, str], ctx: StepContext) -> Outcome:
 def azure_cli(inputs: Mapping[str, str], ctx: StepContext) -> Outcome:
     """AzureCLI@2: needs an Azure service connection, so it is skipped locally."""
     connection = _input(inputs, "azureSubscription", "connectedServiceNameARM")
-    return Outcome("skipped", f"skipped locally: needs the Azure service connection {connection!r}")
+    return Outcome("skipped", f"{NEEDS_AZURE}: the Azure service connection {connection!r}")
+
+
+def pipeline_cache(inputs: Mapping[str, str], ctx: StepContext) -> Outcome:
+    """Cache@2: the pipeline cache is an Azure DevOps service; pip here uses its own cache."""
+    return Outcome("skipped", f"{NEEDS_AZURE}: the pipeline cache (key {_input(inputs, 'key')})")
+
+
+def kubelogin_installer(inputs: Mapping[str, str], ctx: StepContext) -> Outcome:
+    """KubeloginInstaller@0: installs kubelogin on an agent; the local target needs none."""
+    version = _input(inputs, "kubeloginVersion", default="latest")
+    return Outcome("skipped", f"{NEEDS_AZURE}: installs kubelogin {version} for an AKS cluster")
 
 
 register_task("PublishPipelineArtifact@1", publish_pipeline_artifact)
 register_task("UsePythonVersion@0", use_python_version)
 register_task("AzureCLI@2", azure_cli)
+register_task("Cache@2", pipeline_cache)
+register_task("KubeloginInstaller@0", kubelogin_installer)

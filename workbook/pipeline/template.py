@@ -13,6 +13,7 @@ typed parameters are converted when they are bound.
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,7 +23,13 @@ from typing import Any
 import yaml
 
 from workbook.errors import ConfigError
-from workbook.pipeline.expressions import Evaluator, find_expressions, to_text, truthy
+from workbook.pipeline.expressions import (
+    Evaluator,
+    ExpressionError,
+    find_expressions,
+    to_text,
+    truthy,
+)
 
 LIST_KEYS = ("stages", "jobs", "steps", "variables")
 PARAMETER_TYPES = (
@@ -44,6 +51,7 @@ MAX_DEPTH = 50
 _EACH = re.compile(r"^\$\{\{\s*each\s+(\w+)\s+in\s+(.+?)\s*\}\}$", re.S)
 _IF = re.compile(r"^\$\{\{\s*(if|elseif)\s+(.+?)\s*\}\}$", re.S)
 _ELSE = re.compile(r"^\$\{\{\s*else\s*\}\}$")
+_INSERT = re.compile(r"^\$\{\{\s*insert\s*\}\}$")
 _DIRECTIVE = re.compile(r"^\$\{\{\s*(each|if|elseif|else|insert)\b")
 
 
@@ -165,15 +173,27 @@ class Expander:
     def __init__(self, repo_root: Path) -> None:
         self.repo_root = repo_root
         self.depth = 0
+        self.files: list[Path] = []
+        #: Named values every template sees besides its own ``parameters`` (root variables).
+        self.globals: dict[str, Any] = {}
 
     # -- values ------------------------------------------------------------------------------
 
-    def evaluate(self, text: str, ctx: Mapping[str, Any]) -> Any:
-        return Evaluator(ctx).evaluate(text)
+    def evaluate(self, text: str, ctx: Mapping[str, Any], where: Path) -> Any:
+        """One ``${{ }}`` expression; an error names the file and line it comes from."""
+        try:
+            return Evaluator(ctx).evaluate(text)
+        except ExpressionError as e:
+            raise ConfigError(
+                _line_of(where, text), "${{ " + text.strip() + " }}", e.detail
+            ) from None
 
-    def interpolate(self, text: str, ctx: Mapping[str, Any]) -> Any:
+    def interpolate(self, text: str, ctx: Mapping[str, Any], where: Path) -> Any:
         """``${{ x }}`` alone gives the value itself (any type); inside text, its string form."""
-        spans = find_expressions(text)
+        try:
+            spans = find_expressions(text)
+        except ExpressionError as e:
+            raise ConfigError(_line_of(where, text), "expression", e.detail) from None
         if not spans:
             return text
         if (
@@ -182,11 +202,11 @@ class Expander:
             and not text[spans[0][1] :].strip()
         ):
             start, end = spans[0]
-            return self.evaluate(text[start + 3 : end - 2], ctx)
+            return self.evaluate(text[start + 3 : end - 2], ctx, where)
         out, pos = [], 0
         for start, end in spans:
             out.append(text[pos:start])
-            out.append(to_text(self.evaluate(text[start + 3 : end - 2], ctx)))
+            out.append(to_text(self.evaluate(text[start + 3 : end - 2], ctx, where)))
             pos = end
         out.append(text[pos:])
         return "".join(out)
@@ -194,7 +214,7 @@ class Expander:
     def expand(self, node: Any, ctx: dict[str, Any], where: Path, key: str = "") -> Any:
         """Expand ``node`` found under ``key`` in file ``where``."""
         if isinstance(node, str):
-            return self.interpolate(node, ctx)
+            return self.interpolate(node, ctx, where)
         if isinstance(node, Mapping):
             return self._mapping(node, ctx, where)
         if isinstance(node, list):
@@ -209,7 +229,7 @@ class Expander:
         """The contexts in which a directive's body expands, and the new if/else chain state."""
         if m := _EACH.match(directive):
             var, expr = m.group(1), m.group(2)
-            items = self.evaluate(expr, ctx)
+            items = self.evaluate(expr, ctx, where)
             if isinstance(items, Mapping):
                 items = [{"key": k, "value": v} for k, v in items.items()]
             if items is None:
@@ -223,7 +243,7 @@ class Expander:
                     raise ConfigError(str(where), directive, "has no ${{ if }} before it")
                 if chain:
                     return [], True
-            taken = truthy(self.evaluate(m.group(2), ctx))
+            taken = truthy(self.evaluate(m.group(2), ctx, where))
             return ([ctx] if taken else []), taken
         if _ELSE.match(directive):
             if chain is None:
@@ -236,6 +256,14 @@ class Expander:
         chain: bool | None = None
         for raw_key, value in node.items():
             key = str(raw_key)
+            if _INSERT.match(key):
+                # ${{ insert }}: a mapping merged into the mapping that holds it (templates#insert)
+                inserted = self.expand(value, ctx, where)
+                if not isinstance(inserted, Mapping):
+                    raise ConfigError(str(where), key, f"needs a mapping, got {inserted!r}")
+                out.update({to_text(k): v for k, v in inserted.items()})
+                chain = None
+                continue
             if _DIRECTIVE.match(key):
                 contexts, chain = self._directive(key, chain, ctx, where)
                 for c in contexts:
@@ -245,7 +273,7 @@ class Expander:
                     out.update(body)
                 continue
             chain = None
-            new_key = self.interpolate(key, ctx)
+            new_key = self.interpolate(key, ctx, where)
             out[to_text(new_key)] = self.expand(value, ctx, where, to_text(new_key))
         return out
 
@@ -261,8 +289,12 @@ class Expander:
                         out.extend(self._sequence(wrapped, c, where, key))
                 continue
             chain = None
-            value = self.expand(item, ctx, where, key)
-            if key in LIST_KEYS and isinstance(value, Mapping) and "template" in value:
+            value = copy.deepcopy(self.expand(item, ctx, where, key))
+            if isinstance(item, str) and isinstance(value, list):
+                # `- ${{ parameters.steps }}`: a list-valued expression as an item inserts its
+                # items (a stepList/jobList/stageList parameter, templates#parameter-data-types)
+                out.extend(value)
+            elif key in LIST_KEYS and isinstance(value, Mapping) and "template" in value:
                 out.extend(self.include(value, where, key))
             else:
                 out.append(value)
@@ -288,6 +320,8 @@ class Expander:
         path = self.resolve(str(ref["template"]), where)
         if not path.is_file():
             raise ConfigError(str(where), f"template {ref['template']}", f"not found at {path}")
+        if path not in self.files:
+            self.files.append(path)
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise ConfigError(str(path), "template", f"nesting deeper than {MAX_DEPTH}")
@@ -306,7 +340,7 @@ class Expander:
                 raise ConfigError(
                     str(path), key, f"is missing: a template used in {key} must define {key}"
                 )
-            expanded = self.expand(body, {"parameters": params}, path)
+            expanded = self.expand(body, {**self.globals, "parameters": params}, path)
             items = expanded[key]
             if key == "variables" and isinstance(items, Mapping):
                 items = [{"name": k, "value": v} for k, v in items.items()]
@@ -322,10 +356,49 @@ class CompiledPipeline:
     path: Path
     parameters: dict[str, Any]
     document: dict[str, Any]
+    #: The pipeline file and every template it included, in first-use order.
+    files: list[Path] = field(default_factory=list)
 
     @property
     def stages(self) -> list[dict[str, Any]]:
         return list(self.document.get("stages") or [])
+
+    def locate(self, text: str) -> str:
+        """``file:line`` of the first source line holding ``text`` (or ``key:`` for a bare key),
+        for error messages; the pipeline file when no line matches."""
+        first = next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+        wanted = [f"{first}:", f"{first[:80]}"] if first else []
+        files = self.files or [self.path]
+        for needle in wanted:
+            for path in files:
+                try:
+                    lines = path.read_text(encoding="utf-8").splitlines()
+                except OSError:
+                    continue
+                for i, line in enumerate(lines, 1):
+                    if needle in line:
+                        return f"{_shown(path)}:{i}"
+        return _shown(self.path)
+
+
+def _line_of(path: Path, text: str) -> str:
+    """``file:line`` of the first line of ``path`` that holds ``text`` (else the file)."""
+    needle = text.strip().splitlines()[0] if text.strip() else ""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return _shown(path)
+    for i, line in enumerate(lines, 1):
+        if needle and needle in line:
+            return f"{_shown(path)}:{i}"
+    return _shown(path)
+
+
+def _shown(path: Path) -> str:
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def compile_pipeline(
@@ -334,8 +407,14 @@ def compile_pipeline(
     *,
     repo_root: Path | None = None,
     ignore_unknown: tuple[str, ...] = (),
+    predefined: Mapping[str, str] | None = None,
 ) -> CompiledPipeline:
-    """Bind the root parameters (given values over defaults), expand, normalise to stages."""
+    """Bind the root parameters (given values over defaults), expand, normalise to stages.
+
+    ``${{ variables.x }}`` sees the pipeline's own ``variables`` (values known at compile time)
+    over ``predefined`` (such as ``Build.SourceBranchName``); a name it does not know is null, as
+    a dictionary miss is in Azure's expressions.
+    """
     path = path.resolve()
     doc = load_yaml(path)
     if not isinstance(doc, Mapping):
@@ -351,11 +430,35 @@ def compile_pipeline(
     }
     params = bind_parameters(declared, given, str(path))
     expander = Expander((repo_root or path.parent).resolve())
+    expander.files.append(path)
+    ctx: dict[str, Any] = {"parameters": params, "variables": dict(predefined or {})}
+    if "variables" in doc:
+        root_vars = expander.expand(doc["variables"], ctx, path, "variables")
+        ctx["variables"] = {**ctx["variables"], **compile_time_values(root_vars)}
+    expander.globals = {"variables": ctx["variables"]}
     body = {k: v for k, v in doc.items() if k != "parameters"}
-    expanded = expander.expand(body, {"parameters": params}, path)
+    expanded = expander.expand(body, ctx, path)
     if "parameters" in doc:
         expanded = {"parameters": doc["parameters"], **expanded}
-    return CompiledPipeline(path, params, normalise(expanded))
+    return CompiledPipeline(path, params, normalise(expanded), list(expander.files))
+
+
+def compile_time_values(variables: Any) -> dict[str, str]:
+    """Name → value of a ``variables`` block, for ``${{ variables.x }}``: groups and ``$[ ]``
+    values are only known at run time and are left out."""
+    if isinstance(variables, Mapping):
+        items = [(str(k), v) for k, v in variables.items()]
+    elif isinstance(variables, list):
+        items = [
+            (str(v["name"]), v.get("value", ""))
+            for v in variables
+            if isinstance(v, Mapping) and "name" in v
+        ]
+    else:
+        items = []
+    return {
+        k: to_text(v) for k, v in items if not re.fullmatch(r"\s*\$\[.*\]\s*", to_text(v), re.S)
+    }
 
 
 def normalise(doc: dict[str, Any]) -> dict[str, Any]:

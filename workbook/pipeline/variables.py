@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 _MACRO = re.compile(r"\$\(([A-Za-z_][\w.\-]*)\)")
-_COMMAND = re.compile(r"^\s*##vso\[(\w+)\.(\w+)(?:\s+([^\]]*))?\](.*)$")
-_ESCAPES = (("%0D", "\r"), ("%0A", "\n"), ("%3B", ";"), ("%5D", "]"), ("%25", "%"))
+COMMAND_PREFIX = "##vso["
+#: The agent's escapes for command properties and data (src/Agent.Sdk/CommandStringConvertor.cs
+#: in microsoft/azure-pipelines-agent); ``%AZP25`` is its escaped percent sign.
+_ESCAPES = (("%3B", ";"), ("%0D", "\r"), ("%0A", "\n"), ("%5D", "]"), ("%AZP25", "%"))
 MAX_MACRO_DEPTH = 10
 
 
@@ -97,7 +99,7 @@ def mask(text: str, secrets: list[str]) -> str:
 
 def _unescape(text: str) -> str:
     for code, char in _ESCAPES:
-        text = text.replace(code, char).replace(code.lower(), char)
+        text = text.replace(code, char)
     return text
 
 
@@ -119,13 +121,28 @@ class Command:
 
 
 def parse_command(line: str) -> Command | None:
-    """The logging command on one output line, or None (it must start the line)."""
-    m = _COMMAND.match(line.rstrip("\r\n"))
-    if not m:
+    """The logging command on one output line, or None.
+
+    As the agent parses it (``Command.TryParse`` in
+    src/Microsoft.VisualStudio.Services.Agent/Command.cs): ``##vso[`` anywhere on the line, the
+    command info up to the first ``]``, ``area.event`` then ``;``-separated ``key=value``
+    properties (keys case-insensitive, not trimmed), the rest of the line is the data.
+    """
+    line = line.rstrip("\r\n")
+    start = line.find(COMMAND_PREFIX)
+    if start < 0:
+        return None
+    end = line.find("]", start)
+    if end < 0:
+        return None
+    info = line[start + len(COMMAND_PREFIX) : end]
+    name, _, rest = info.partition(" ")
+    parts = [p for p in name.split(".") if p]
+    if len(parts) != 2:
         return None
     props: dict[str, str] = {}
-    for part in (m.group(3) or "").split(";"):
-        if "=" in part:
-            key, _, value = part.partition("=")
-            props[key.strip().lower()] = _unescape(value.strip())
-    return Command(m.group(1), m.group(2), props, _unescape(m.group(4)))
+    for part in (p for p in rest.split(";") if p) if rest else ():
+        key, sep, value = part.partition("=")
+        if sep and key and value:
+            props[key.lower()] = _unescape(value)
+    return Command(parts[0], parts[1], props, _unescape(line[end + 1 :]))

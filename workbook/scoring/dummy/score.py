@@ -6,10 +6,8 @@ AML layout ``<dir>/<model name>/<version>/model.json`` or directly as ``<dir>/mo
 Request: ``{"data": [[x, ...], ...]}``. Answer: ``{"version", "model", "predictions", "n"}``
 with the ``x-model-version`` response header. Empty input (``GET /score``) answers ``n`` 0.
 
-Rehearsal knob, for this dummy only: with ``DUMMY_ERROR_RATE`` (0..1) set, the pod answers that
-fraction of requests with a 500 once it has answered ``DUMMY_ERROR_AFTER`` requests (default 0):
-a canary that degrades under traffic, to rehearse the rollback path. ``DUMMY_INIT_FAIL`` set makes
-``init()`` fail: a version that cannot start.
+Fault rehearsal: ``fault_injection.py`` (copied next to this file; read in ``init()``, injected
+in ``run()``). ``DUMMY_INIT_FAIL`` set makes ``init()`` fail: a version that cannot start.
 """
 
 from __future__ import annotations
@@ -18,8 +16,14 @@ import json
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 from typing import Any
+
+# fault_injection.py lies next to score.py in an image, one folder up in the source tree
+_HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(p) for p in (_HERE, _HERE.parent) if (p / "fault_injection.py").is_file()][:1]
+from fault_injection import Faults  # noqa: E402
 
 try:  # the supported import since azureml-inference-server-http 0.8
     from azureml_inference_server_http.api.aml_response import AMLResponse
@@ -36,7 +40,7 @@ logger = logging.getLogger("azmlinfsrv.score")
 
 MODEL: dict[str, Any] = {}
 MODEL_VERSION = ""
-FAULT = {"rate": 0.0, "after": 0, "served": 0, "debt": 0.0}
+FAULTS = Faults()
 
 
 class BadRequest(ValueError):
@@ -71,7 +75,7 @@ def find_model_file(model_dir: Path, version: str | None = None) -> Path:
 
 def init() -> None:
     """Load the model named by ``AZUREML_MODEL_DIR``; ``MODEL_VERSION`` overrides its version."""
-    global MODEL, MODEL_VERSION
+    global MODEL, MODEL_VERSION, FAULTS
     if os.environ.get("DUMMY_INIT_FAIL"):
         raise RuntimeError("DUMMY_INIT_FAIL is set: init() fails on purpose")
     model_dir = Path(os.environ.get("AZUREML_MODEL_DIR", "."))
@@ -82,12 +86,7 @@ def init() -> None:
         raise ValueError(f"{path}: expected an object with a numeric 'bias', got {model!r}")
     MODEL = model
     MODEL_VERSION = env_version or str(model.get("version", ""))
-    FAULT.update(
-        rate=min(max(float(os.environ.get("DUMMY_ERROR_RATE", "0") or 0), 0.0), 1.0),
-        after=int(os.environ.get("DUMMY_ERROR_AFTER", "0") or 0),
-        served=0,
-        debt=0.0,
-    )
+    FAULTS = Faults.from_env()
     logger.info("loaded model %s version %s from %s", model.get("name"), MODEL_VERSION, path)
 
 
@@ -143,7 +142,7 @@ def score(raw: Any) -> dict[str, Any]:
     return {
         "version": MODEL_VERSION,
         "model": MODEL.get("name"),
-        "predictions": [predict_row(row, bias) for row in rows],
+        "predictions": [FAULTS.drifted(predict_row(row, bias)) for row in rows],
         "n": len(rows),
     }
 
@@ -167,24 +166,12 @@ def _unread_body(raw: Any, request_headers: dict[str, str] | None) -> str | None
     return f"the {length}-byte body (Content-Type {kind}) was not read; send application/json"
 
 
-def _inject_fault() -> bool:
-    """Deterministically fail ``rate`` of the requests after the first ``after`` ones."""
-    FAULT["served"] += 1
-    if not FAULT["rate"] or FAULT["served"] <= FAULT["after"]:
-        return False
-    FAULT["debt"] += FAULT["rate"]
-    if FAULT["debt"] >= 1.0:
-        FAULT["debt"] -= 1.0
-        return True
-    return False
-
-
 def run(raw: Any, request_headers: dict[str, str] | None = None) -> Any:
     """azmlinfsrv entry: 200 with the answer, or 400 ``{"message"}``; both carry x-model-version."""
     headers = {VERSION_HEADER: MODEL_VERSION}
-    if _inject_fault() and AMLResponse is not None:
+    if FAULTS.before_answer() and AMLResponse is not None:
         return AMLResponse(
-            {"message": "injected failure (DUMMY_ERROR_RATE)"}, 500, headers, json_str=True
+            {"message": "injected failure (FAULT_ERROR_RATE)"}, 500, headers, json_str=True
         )
     try:
         unread = _unread_body(raw, request_headers)
