@@ -235,7 +235,7 @@ def safe_driver_scoring(cluster: LocalTarget) -> dict[str, Any]:
     """safe-driver pods (LightGBM, 1 sync worker, 1 thread): straight to the stable pod's
     azmlinfsrv vs through the gateway pinned to it, single rows and batches of 100."""
     st = operations.status(cluster)
-    pod = next(p for p in st.extra["pods"] if p["deployment"].endswith("-stable"))
+    pod = next(p for p in cluster.info()["pods"] if p["deployment"].endswith("-stable"))
     urls = {
         "direct": f"http://127.0.0.1:{pod['port']}/score",
         "gateway": st.gateway_url + "/score",
