@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import platform
+import signal
 import statistics
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from workbook.settings import Settings, project_root
 ROUNDS = 3
 LATENCY_N = 1500
 SHIFTS = 10
+RESTARTS = 5
 #: safe-driver scoring: requests per round for single rows and for batches of 100 rows.
 SCORING_N = {1: 600, 100: 150}
 SCORING_CONCURRENCY = (1, 4)
@@ -64,7 +66,7 @@ static_resources:
 def latency_overhead(cluster: LocalTarget) -> dict[str, Any]:
     """Same pod, same run: straight to the pod vs through the gateway pinned to its version."""
     st = operations.status(cluster)
-    pod = next(p for p in st.extra["pods"] if p["deployment"].endswith("-stable"))
+    pod = next(p for p in cluster.info()["pods"] if p["deployment"].endswith("-stable"))
     direct_url = f"http://127.0.0.1:{pod['port']}/score"
     gateway_url = st.gateway_url + "/score"
     direct, gateway = [], []
@@ -121,6 +123,45 @@ def shift_visibility(cluster: LocalTarget) -> dict[str, Any]:
         "first_new_response_after_return_ms_median": statistics.median(first_new_ms),
         "load_requests": summary.total,
         "failed_requests": summary.errors,
+        "error_kinds": summary.error_kinds,
+    }
+
+
+def gateway_restart(cluster: LocalTarget) -> dict[str, Any]:
+    """Under load (4 keep-alive clients at 50/50): Envoy killed with SIGKILL, restarted by the
+    supervisor from its xDS files. Per kill: time until the first request that started after
+    the kill succeeds, and the requests that failed meanwhile (clients retry at once, so the
+    count follows the client's rate: read it with the outage time)."""
+    operations.shift(cluster, 50)
+    url = operations.status(cluster).gateway_url + "/score"
+    outage_ms, failed, restarts = [], [], []
+    with traffic.LoadGenerator(url, concurrency=4, max_seconds=120, max_requests=400_000) as load:
+        time.sleep(0.5)
+        for _ in range(RESTARTS):
+            before = cluster.info()
+            t_kill = time.monotonic()
+            os.kill(int(before["gateway_pid"]), signal.SIGKILL)
+            deadline = t_kill + 60
+            back = None
+            while back is None:
+                ok = [r.t_end for r in load.records_between(t_kill, time.monotonic()) if r.ok]
+                back = min(ok) if ok else None
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the gateway did not come back within 60 s")
+                time.sleep(0.01)
+            time.sleep(2.0)  # requests started before `back` completed; no crash-loop back-off
+            outage_ms.append((back - t_kill) * 1000)
+            failed.append(sum(1 for r in load.records_between(t_kill - 1.0, back) if not r.ok))
+            restarts.append(cluster.info()["gateway_restarts"] - before["gateway_restarts"])
+    summary = load.summary()
+    return {
+        "kills": RESTARTS,
+        "outage_ms_median": statistics.median(outage_ms),
+        "outage_ms_max": max(outage_ms),
+        "failed_median": statistics.median(failed),
+        "failed_max": max(failed),
+        "restarts_seen": sum(restarts),
+        "load_requests": summary.total,
         "error_kinds": summary.error_kinds,
     }
 
@@ -194,7 +235,7 @@ def safe_driver_scoring(cluster: LocalTarget) -> dict[str, Any]:
     """safe-driver pods (LightGBM, 1 sync worker, 1 thread): straight to the stable pod's
     azmlinfsrv vs through the gateway pinned to it, single rows and batches of 100."""
     st = operations.status(cluster)
-    pod = next(p for p in st.extra["pods"] if p["deployment"].endswith("-stable"))
+    pod = next(p for p in cluster.info()["pods"] if p["deployment"].endswith("-stable"))
     urls = {
         "direct": f"http://127.0.0.1:{pod['port']}/score",
         "gateway": st.gateway_url + "/score",
@@ -272,6 +313,7 @@ def safe_driver_results() -> dict[str, Any]:
 
 def render(results: dict[str, Any]) -> str:
     lat, sh, cap, st = (results[k] for k in ("latency", "shift", "capacity", "stage"))
+    rs = results["restart"]
     lines = [
         "# Benchmarks",
         "",
@@ -314,6 +356,21 @@ def render(results: dict[str, Any]) -> str:
         f"| requests during the shifts | {sh['load_requests']} |",
         f"| failed requests during the shifts | {sh['failed_requests']} |",
         "",
+        "## Gateway restart under load",
+        "",
+        f"Envoy killed with SIGKILL {rs['kills']} times while 4 keep-alive clients send requests",
+        "at 50/50; the supervisor notices, starts it again from its xDS files, and it serves.",
+        "Failed requests count what the clients sent into the outage (they retry at once).",
+        "",
+        "| figure | median | max |",
+        "|---|---|---|",
+        "| kill → first successful request started after it | "
+        f"{rs['outage_ms_median']:.0f} ms | {rs['outage_ms_max']:.0f} ms |",
+        f"| requests failed per restart | {rs['failed_median']:.0f} | {rs['failed_max']} |",
+        "",
+        f"Restarts counted by the supervisor: {rs['restarts_seen']}; requests during the test: "
+        f"{rs['load_requests']}; failures by kind: {rs['error_kinds']}.",
+        "",
         "## Probe client capacity",
         "",
         "`workbook.traffic.probe` against an Envoy that answers by itself (`direct_response`),",
@@ -348,8 +405,17 @@ def main(argv: list[str] | None = None) -> int:
     if args == ["--only", "scoring"]:  # just the safe-driver section, printed, docs untouched
         print("\n".join(render_scoring(safe_driver_results())))
         return 0
+    if args == ["--only", "restart"]:  # just the gateway restart figures, printed
+        with tempfile.TemporaryDirectory(prefix="workbook-bench-") as tmp:
+            cluster = LocalTarget(Settings(state_dir=Path(tmp)))
+            operations.up(cluster, {})
+            try:
+                print(gateway_restart(cluster))
+            finally:
+                cluster.down()
+        return 0
     if args:
-        print("usage: python -m benchmarks.run [--only scoring]", file=sys.stderr)
+        print("usage: python -m benchmarks.run [--only scoring|restart]", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="workbook-bench-") as tmp:
         cluster = LocalTarget(Settings(state_dir=Path(tmp)))
@@ -364,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
                 "latency": latency_overhead(cluster),
                 "shift": shift_visibility(cluster),
                 "stage": stage_throughput(cluster),
+                "restart": gateway_restart(cluster),
             }
         finally:
             cluster.down()

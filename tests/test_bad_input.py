@@ -91,7 +91,16 @@ def unchanged(mesh: LocalTarget):
 
 @pytest.mark.parametrize(
     ("weight", "needle"),
-    [("150", "must be 0..100, got 150"), ("-1", "got -1"), ("12.5", "'12.5'"), ("ten", "'ten'")],
+    [
+        ("150", "must be 0..100, got 150"),
+        ("-1", "got -1"),
+        ("12.5", "'12.5'"),
+        ("ten", "'ten'"),
+        ("²", "'²'"),  # a digit to str.isdigit, no number to int()
+        ("9" * 5000, "'999"),  # longer than int() converts by default
+        ("1\n0", "must be an integer"),
+    ],
+    ids=["150", "-1", "12.5", "ten", "superscript", "5000-digits", "newline"],
 )
 def test_bad_weight(weight, needle, state_args, capsys, unchanged) -> None:
     code, err = run([*state_args, "shift", weight], capsys)
@@ -105,6 +114,23 @@ def test_bad_weight(weight, needle, state_args, capsys, unchanged) -> None:
         (["canary.image.tag=v9"], "canary"),  # an unknown version: no such image
         (["routing.headerName=X_Bad"], "routing.headerName"),
         (["canary.weight=150"], "canary.weight"),
+        (["canary.weight=" + "9" * 5000], "canary.weight"),
+        (["canary.replicas=1000"], "canary.replicas must be at most 8"),
+        (["stable.replicas=9"], "stable.replicas must be at most 8"),
+        (["stable.version=v2"], "versions of the two tracks must differ"),
+        (["canary.version=v1"], "versions of the two tracks must differ"),
+        (["canary.env[0].name=A\nB", "canary.env[0].value=x"], "canary.env[0].name"),
+    ],
+    ids=[
+        "unknown-image",
+        "header-name",
+        "weight-150",
+        "weight-5000-digits",
+        "replicas-1000",
+        "stable-replicas-9",
+        "stable-version-of-canary",
+        "canary-version-of-stable",
+        "env-name-newline",
     ],
 )
 def test_bad_upgrade_values(sets, needle, state_args, capsys, unchanged) -> None:
@@ -114,6 +140,48 @@ def test_bad_upgrade_values(sets, needle, state_args, capsys, unchanged) -> None
     code, err = run(args, capsys)
     assert code == 2
     assert needle in err, err
+    assert len(err.strip().splitlines()) == 1 and len(err) < 700
+
+
+ALIAS_BOMB = "\n".join(
+    ['a: &a ["x","x","x","x","x","x","x","x","x","x"]']
+    + [f"{c}: &{c} [{','.join([f'*{p}'] * 10)}]" for p, c in zip("abcdefg", "bcdefgh", strict=True)]
+    + ["kind: VirtualService"]
+)
+
+
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (b"", "holds no objects: nothing to apply"),
+        (b"# only a comment\n", "holds no objects: nothing to apply"),
+        (b"a: " + b"[" * 3000 + b"]" * 3000, "nested deeper than 64 levels"),
+        (b'{"a":' * 3000 + b"1" + b"}" * 3000, "nested deeper than 64 levels"),
+        (ALIAS_BOMB.encode(), "expands to more than 100000 nodes"),
+        (b"kind: Virtual\xffService\n", "is not valid UTF-8"),
+        (b"#" * (2 * 1024 * 1024), "larger than 1048576 bytes"),
+    ],
+    ids=["empty", "comment-only", "deep-yaml", "deep-json", "alias-bomb", "bad-utf8", "2-MiB"],
+)
+def test_hostile_apply_files(
+    content: bytes, needle: str, tmp_path: Path, state_args, capsys, unchanged
+) -> None:
+    f = tmp_path / "objects.yaml"
+    f.write_bytes(content)
+    code, err = run([*state_args, "apply", "-f", str(f)], capsys)
+    assert code == 2
+    assert str(f) in err and needle in err, err
+
+
+def test_apply_of_an_endless_file(state_args, capsys, unchanged) -> None:
+    code, err = run([*state_args, "apply", "-f", "/dev/zero"], capsys)
+    assert code == 2
+    assert "/dev/zero is larger than" in err
+
+
+def test_probe_bounds(state_args, capsys, unchanged) -> None:
+    code, err = run([*state_args, "probe", "-n", "100001"], capsys)
+    assert code == 2 and "probe: -n must be 1..100000" in err
 
 
 def test_unknown_version_names_the_image(state_args, capsys, unchanged) -> None:

@@ -174,7 +174,7 @@ def test_get_takes_kubectl_kind_names(mesh: LocalTarget, kind: str) -> None:
 
 def test_get_unknown_kind_or_name_is_an_error(mesh: LocalTarget) -> None:
     with pytest.raises(WorkbookError, match="KIND must be one of"):
-        mesh.objects.get("widgets")
+        mesh.objects.get("widgets")  # (pods are known: the pod processes)
     with pytest.raises(WorkbookError, match="VirtualService nope"):
         mesh.objects.get("vs", "nope")
 

@@ -88,11 +88,18 @@ def pipeline_stages(run: Path) -> dict[str, str]:
     return results
 
 
-def run_all(tmp_path: Path, fault: str) -> dict[str, dict[str, Any]]:
-    env = {**os.environ, "WORKBOOK_STAGES": "20,60", "WORKBOOK_CANARY_FAULT": fault}
+def run_all(
+    tmp_path: Path, fault: str, *, stages: str = "20,60", app: str = "dummy", paths: Any = None
+) -> dict[str, dict[str, Any]]:
+    env = {
+        **os.environ,
+        "WORKBOOK_STAGES": stages,
+        "WORKBOOK_CANARY_FAULT": fault,
+        "WORKBOOK_SCORING_APP": app,
+    }
     env.pop("WORKBOOK_STATE_DIR", None)
     out: dict[str, dict[str, Any]] = {}
-    for name, argv in PATHS.items():
+    for name, argv in (paths or PATHS).items():
         state = tmp_path / name / "state"
         cwd = ROOT if name == "pipeline" else tmp_path / name
         cwd.mkdir(parents=True, exist_ok=True)
@@ -165,6 +172,20 @@ def test_a_failing_canary_is_rolled_back_the_same_way_by_every_path(tmp_path: Pa
         "Rollback": "succeeded",
     }
     assert shapes["walkthrough"] == shapes["demo"] == shapes["pipeline"]
+
+
+def test_the_real_model_is_promoted_by_the_rollout_and_by_the_pipeline(tmp_path: Path) -> None:
+    """The safe-driver app (two LightGBM versions) through the whole flow: v2 becomes stable."""
+    paths = {name: PATHS[name] for name in ("demo", "pipeline")}
+    runs = run_all(tmp_path, fault="", stages="50", app="safe-driver", paths=paths)
+    for name, r in runs.items():
+        assert r["code"] == 0, f"{name}: {r['stdout']}"
+        assert r["served"] == {"stable": ("v2", 100)}, name
+    outcome = json.loads(runs["demo"]["json"])
+    (stage,) = outcome["stages"]
+    assert stage["verdict"] == "pass" and stage["checks"]["predictions"]["passed"]
+    assert set(stage["predictions"]) == {"stable", "canary"}  # both versions scored the inputs
+    assert runs["pipeline"]["history"] == runs["demo"]["history"]
 
 
 def test_make_demo_and_demo_cli_run_these_paths() -> None:

@@ -238,6 +238,9 @@ class StageEvidence:
     predictions: PredictionComparison | None = None
     pins: dict[str, ProbeResult] = field(default_factory=dict)
     split: SplitDecision | None = None
+    #: Per version: (requests the gateway retried, requests it sent) over the stage. A retry is
+    #: an upstream failure (a reset, a refused connection) that the mesh's retry policy hid.
+    retries: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -280,6 +283,11 @@ def judge(evidence: StageEvidence, limits: Limits | None = None) -> Verdict:
     checks += _probe_checks(ev, limits)
     if ev.telemetry is not None:
         checks += _gateway_checks(ev.telemetry, ev.stable, ev.canary, limits)
+    if ev.canary in ev.retries and ev.stable in ev.retries:
+        (rc, nc), (rs, ns) = ev.retries[ev.canary], ev.retries[ev.stable]
+        checks.append(
+            compare_errors(min(rc, nc), nc, min(rs, ns), ns, limits, "retried at the gateway")
+        )
     if ev.predictions is not None:
         checks.append(judge_predictions(ev.predictions, limits))
     passed = all(c.passed for c in checks)

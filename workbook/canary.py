@@ -303,3 +303,44 @@ def rollback(history: Sequence[Any], defaults: Mapping[str, Any]) -> RollbackPla
 def promote_started(full: Mapping[str, Any]) -> bool:
     """Promote step 1 is deployed: stable runs the canary's image while the canary is still on."""
     return canary_enabled(full) and image_ref(full, STABLE) == image_ref(full, CANARY)
+
+
+def check_tracks(full: Mapping[str, Any]) -> None:
+    """Stable and canary carry different ``version`` labels while the canary is on.
+
+    Telemetry, header pins and the split check tell the tracks apart by version, so two tracks
+    labelled alike are refused, except during a promote (stable already runs the canary's image:
+    the same version on both is then the truth).
+    """
+    if not canary_enabled(full):
+        return
+    stable, canary = version_of(full, STABLE), version_of(full, CANARY)
+    if stable and stable == canary and not promote_started(full):
+        raise ConfigError(
+            "values",
+            "stable.version",
+            f"equals canary.version ({stable!r}) while the tracks run different images: "
+            "versions of the two tracks must differ",
+        )
+
+
+def took_traffic(history: Sequence[Any], defaults: Mapping[str, Any]) -> bool:
+    """Whether the deployed canary ever had weight > 0 while it ran its current image.
+
+    ``history``: releases oldest first. Walks back from the deployed revision over the revisions
+    that did not fail and ran the same canary image; stops at the first that ran another one.
+    """
+    deployed = [r for r in history if r.status == "deployed"]
+    if not deployed:
+        return False
+    current = merge(defaults, deployed[-1].values)
+    image = image_ref(current, CANARY)
+    for rel in reversed(history):
+        if rel.revision > deployed[-1].revision or rel.status not in ("deployed", "superseded"):
+            continue  # failed or pending revisions never served
+        full = merge(defaults, rel.values)
+        if not canary_enabled(full) or image_ref(full, CANARY) != image:
+            return False
+        if canary_weight(full) > 0:
+            return True
+    return False

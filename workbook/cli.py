@@ -18,12 +18,25 @@ from workbook.seam import Target
 from workbook.settings import DEFAULT_REQUESTS, Settings
 from workbook.targets import connect
 
+#: Upper bounds of ``probe``: requests per call and concurrent connections.
+MAX_PROBE_REQUESTS = 100_000
+MAX_PROBE_CONCURRENCY = 64
+
+#: Largest file ``apply -f`` reads; YAML nesting depth and node count (aliases expanded).
+MAX_APPLY_BYTES = 1024 * 1024
+MAX_YAML_DEPTH = 64
+MAX_YAML_NODES = 100_000
+
 
 def _settings(args: argparse.Namespace) -> Settings:
     over: dict[str, Any] = {"target": args.target}
     kernels = args.command in ("run", "walkthrough", "pipeline")  # they read the environment
     if args.state_dir:
-        over["state_dir"] = Path(args.state_dir).resolve()
+        _check_text(args.state_dir, "--state-dir", "")
+        state_dir = Path(args.state_dir)
+        if state_dir.exists() and not state_dir.is_dir():
+            raise ConfigError("--state-dir", args.state_dir, "is a file, not a folder")
+        over["state_dir"] = state_dir.resolve()
         if kernels:
             os.environ["WORKBOOK_STATE_DIR"] = str(over["state_dir"])
     settings = Settings.from_env(**over)
@@ -89,10 +102,10 @@ def cmd_probe(args: argparse.Namespace) -> None:
     from workbook import traffic
 
     headers = dict(traffic.parse_header(h) for h in args.header or [])
-    if args.n < 1:
-        raise ConfigError("probe", "-n", f"must be at least 1, got {args.n}")
-    if args.c < 1:
-        raise ConfigError("probe", "-c", f"must be at least 1, got {args.c}")
+    if not 1 <= args.n <= MAX_PROBE_REQUESTS:
+        raise ConfigError("probe", "-n", f"must be 1..{MAX_PROBE_REQUESTS}, got {args.n}")
+    if not 1 <= args.c <= MAX_PROBE_CONCURRENCY:
+        raise ConfigError("probe", "-c", f"must be 1..{MAX_PROBE_CONCURRENCY}, got {args.c}")
     target = _target(args)
     status = operations.status(target)
     host = target.traffic.host()
@@ -137,27 +150,95 @@ def cmd_status(args: argparse.Namespace) -> None:
     _print_status(_target(args), args.json)
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses nesting deeper than ``MAX_YAML_DEPTH`` (it composes
+    recursively: deeper input would end in a RecursionError)."""
+
+    depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_YAML_DEPTH:
+                mark = self.peek_event().start_mark
+                problem = f"nested deeper than {MAX_YAML_DEPTH} levels"
+                raise yaml.composer.ComposerError(None, None, problem, mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _expanded_size(doc: Any, limit: int) -> int:
+    """Nodes of ``doc`` with every alias expanded, counting stops past ``limit`` (aliases share
+    objects, so an alias bomb is small in memory and huge once serialised)."""
+    count, stack = 0, [doc]
+    while stack and count <= limit:
+        node = stack.pop()
+        count += 1
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return count
+
+
 def load_objects(path: str) -> list[dict[str, Any]]:
-    """Istio objects from a YAML file (``-`` for stdin); a syntax error names file and line."""
-    text = sys.stdin.read() if path == "-" else _read(path)
+    """Istio objects from a YAML file (``-`` for stdin); a syntax error names file and line.
+
+    Bounded: at most ``MAX_APPLY_BYTES`` read, ``MAX_YAML_DEPTH`` levels, ``MAX_YAML_NODES``
+    nodes with aliases expanded; the file must be UTF-8 and hold at least one object.
+    """
+    text = _read(path)
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yaml.load_all(text, Loader=_BoundedLoader) if d is not None]
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "somewhere"
         problem = getattr(e, "problem", None) or str(e)
         raise ConfigError(path, where, f"is not valid YAML: {problem}") from None
+    if not docs:
+        raise ConfigError(path, "", "holds no objects: nothing to apply")
     for i, d in enumerate(docs):
         if not isinstance(d, dict):
             raise ConfigError(path, f"document {i}", "must be a mapping (a Kubernetes object)")
+        if _expanded_size(d, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise ConfigError(
+                path,
+                f"document {i}",
+                f"expands to more than {MAX_YAML_NODES} nodes (through aliases?): refused",
+            )
     return docs
 
 
 def _read(path: str) -> str:
+    """The file's text: at most ``MAX_APPLY_BYTES`` (``/dev/zero`` is refused at once), UTF-8."""
     try:
-        return Path(path).read_text(encoding="utf-8")
+        if path == "-":
+            data = sys.stdin.buffer.read(MAX_APPLY_BYTES + 1)
+        else:
+            with open(path, "rb") as f:
+                data = f.read(MAX_APPLY_BYTES + 1)
     except OSError as e:
-        raise ConfigError(path, "", f"cannot be read: {e.strerror}") from None
+        raise ConfigError(path, "", f"cannot be read: {e.strerror or e}") from None
+    if len(data) > MAX_APPLY_BYTES:
+        raise ConfigError(
+            path, "", f"is larger than {MAX_APPLY_BYTES} bytes, the limit of apply -f: refused"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(path, f"byte {e.start}", "is not valid UTF-8") from None
+
+
+def _check_text(value: str, obj: str, field: str, max_len: int = 4096) -> str:
+    """A command-line value that is printable text of bounded length (bad bytes are refused)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(obj, field, "is not valid UTF-8") from None
+    if len(value) > max_len or not value.isprintable():
+        raise ConfigError(obj, field, f"must be printable text up to {max_len} characters")
+    return value
 
 
 def cmd_apply(args: argparse.Namespace) -> None:
@@ -166,6 +247,9 @@ def cmd_apply(args: argparse.Namespace) -> None:
 
 
 def cmd_get(args: argparse.Namespace) -> None:
+    _check_text(args.kind, "get", "KIND", 253)
+    if args.name is not None:
+        _check_text(args.name, "get", "NAME", 253)
     objs = _target(args).objects.get(args.kind, args.name)
     if args.output == "json":
         _print_json(objs if args.name is None else objs[0])
@@ -178,7 +262,8 @@ def cmd_rollback(args: argparse.Namespace) -> None:
 
 
 def cmd_promote(args: argparse.Namespace) -> None:
-    print(_release_line(operations.promote(_target(args))))
+    rel = operations.promote(_target(args), require_traffic=not args.force)
+    print(_release_line(rel))
 
 
 def cmd_history(args: argparse.Namespace) -> None:
@@ -192,8 +277,14 @@ def cmd_history(args: argparse.Namespace) -> None:
 
 
 def cmd_down(args: argparse.Namespace) -> None:
-    _target(args).releases.uninstall()
-    print("mesh stopped" if _settings(args).target == "local" else "release uninstalled")
+    from workbook.local.target import LocalTarget
+
+    target = _target(args)
+    if isinstance(target, LocalTarget):
+        print(target.down())  # what it really did; MeshError (history kept) if it could not
+        return
+    target.releases.uninstall()
+    print("release uninstalled")
 
 
 def _rollout(target: Target, args: argparse.Namespace, echo: Any) -> int:
@@ -373,6 +464,9 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser(
         "promote", parents=[common], help="the canary becomes stable; canary weight back to 0"
     )
+    s.add_argument(
+        "--force", action="store_true", help="promote even a canary that never took traffic"
+    )
     s.set_defaults(func=cmd_promote)
 
     s = sub.add_parser("history", parents=[common], help="release revisions")
@@ -423,12 +517,31 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         code = args.func(args)
+        sys.stdout.flush()
     except WorkbookError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `workbook get vs | head -1`: the reader left; nothing to report
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command ended by a closed pipe
+    except RecursionError:
+        print("error: the input is nested too deeply", file=sys.stderr)
+        return 2
+    except OSError as e:  # the machine refused (disk full, permissions): say what, no traceback
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error:{where} {e.strerror or e}", file=sys.stderr)
+        return 1
     return int(code or 0)
+
+
+def _one_line(text: str, limit: int = 600) -> str:
+    """An error message on one line of bounded length (values from the user may be huge or
+    carry newlines)."""
+    text = " ".join(text.split("\n"))
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ def wait_served(
 
 
 def _deploy(target: Target, step: canary.Step, current: Release | None, echo: Echo) -> Release:
+    canary.check_tracks(full_values(target, step.values))
     echo(f"{step.description} ...")
     rel = target.releases.upgrade(
         step.values, step.description, expect_revision=current.revision if current else None
@@ -68,6 +69,7 @@ def _deploy(target: Target, step: canary.Step, current: Release | None, echo: Ec
 def install(target: Target, values: dict[str, Any], description: str, echo: Echo) -> Release:
     """Get the target ready (local: the mesh starts; k8s: namespace and pull secret), then deploy
     ``values``: the first revision, or a new one on top of what a cluster already runs."""
+    canary.check_tracks(full_values(target, values))  # before anything is started
     values = target.prepare(values)
     current = target.releases.deployed()
     echo(f"{description} ...")
@@ -124,10 +126,24 @@ def shift(target: Target, weight: Any, *, echo: Echo = _quiet) -> Release:
     return _deploy(target, canary.shift(current.values, defaults(target), w), current, echo)
 
 
-def promote(target: Target, *, echo: Echo = _quiet) -> Release:
-    """The canary becomes stable, in three revisions (see ``workbook.canary.promote``)."""
+def promote(target: Target, *, require_traffic: bool = False, echo: Echo = _quiet) -> Release:
+    """The canary becomes stable, in three revisions (see ``workbook.canary.promote``).
+
+    ``require_traffic``: refuse a canary that never took weighted traffic (``workbook.canary.
+    took_traffic``); the command line asks for it unless ``--force`` is given.
+    """
     rel = _require_deployed(target, "promote")
-    for step in canary.promote(rel.values, defaults(target)):
+    steps = canary.promote(rel.values, defaults(target))  # no canary: its own error first
+    if require_traffic and not canary.took_traffic(target.releases.history(), defaults(target)):
+        full = full_values(target, rel.values)
+        raise ConfigError(
+            "promote",
+            "canary.weight",
+            f"was 0% in every revision since canary {canary.version_of(full, canary.CANARY)} "
+            "was deployed: it took no traffic, so nothing says it works; shift traffic to it "
+            "first (`workbook shift 10`) or promote anyway with --force",
+        )
+    for step in steps:
         rel = _deploy(target, step, rel, echo)
     return rel
 

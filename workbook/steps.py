@@ -20,6 +20,7 @@ from workbook import (
     kiali,
     operations,
     predictions,
+    served,
     traffic,
 )
 from workbook.errors import ConfigError, StageFailed
@@ -182,6 +183,7 @@ def run_stage(
         }
     seen = target.traffic.telemetry_since(mark, tracks)
     after = target.traffic.counters()
+    delta = stats_delta(before, after)
     check = analysis.check_split(probe.counts, weights, alpha=alpha)
     verdict = gate(
         analysis.StageEvidence(
@@ -193,6 +195,7 @@ def run_stage(
             predictions=compared,
             pins=pins,
             split=monitor.update(probe.counts),
+            retries=retries_by_version(delta, tracks),
         )
     )
     return StageResult(
@@ -203,7 +206,7 @@ def run_stage(
         split=check.to_dict(),
         passed=verdict.passed,
         gateway_url=status.gateway_url,
-        gateway=stats_delta(before, after),
+        gateway=delta,
         versions=tracks,
         reasons=list(verdict.reasons) if not verdict.passed else [],
         checks=verdict.to_dict().get("checks", {}),
@@ -218,6 +221,23 @@ def verdict_rows(stage: dict[str, Any]) -> list[dict[str, Any]]:
         for name, c in (stage.get("checks") or {}).items()
     ]
     return sorted(rows, key=lambda r: (r["passed"], r["check"]))
+
+
+def retries_by_version(
+    delta: dict[str, dict[str, int]], tracks: dict[str, str]
+) -> dict[str, tuple[int, int]]:
+    """Version → (requests retried, requests sent) from the gateway's per-cluster counters over a
+    stage; {} when the target has no such counters."""
+    out: dict[str, tuple[int, int]] = {}
+    for name, c in delta.items():
+        subset = served.subset_of_cluster(name)
+        if subset in tracks:
+            r, n = out.get(tracks[subset], (0, 0))
+            out[tracks[subset]] = (
+                r + int(c.get("upstream_rq_retry", 0)),
+                n + int(c.get("upstream_rq_total", 0)),
+            )
+    return out
 
 
 def stats_delta(

