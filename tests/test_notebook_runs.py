@@ -117,11 +117,11 @@ def test_history_table_and_found_state_after_a_promote() -> None:
     operations.shift(target, 10)
     operations.promote(target)
     table = notebooks.history_table(target)
-    assert list(table.index) == [1, 2, 3, 4]
-    assert list(table["canary weight"]) == [0, 10, 10, 0]
-    assert table.loc[4, "canary"] == "-" and table.loc[4, "status"] == "deployed"
+    assert list(table.index) == [1, 2, 3, 4, 5]  # promote: three revisions
+    assert list(table["canary weight"]) == [0, 10, 10, 0, 0]
+    assert table.loc[5, "canary"] == "-" and table.loc[5, "status"] == "deployed"
     line = notebooks.found_state(operations.status(target))
-    assert line == f"revision 4: stable {spec.version} 100%, no canary"
+    assert line == f"revision 5: stable {spec.version} 100%, no canary"
 
 
 def test_streams_coalesce_and_a_cleared_progress_bar_leaves_nothing() -> None:

@@ -49,6 +49,9 @@ class Limits:
     max_error_rate: float = 0.01
     max_p99_ms: float = 1000.0
     max_latency_ratio: float = 1.5
+    #: A slower canary is tolerated up to this many milliseconds whatever the ratio says: a few
+    #: milliseconds on a scoring call are no regression, and on a busy machine they are noise.
+    min_latency_shift_ms: float = 10.0
     alpha: float = 0.001
     min_requests: int = 20
     decision_threshold: float = 0.5
@@ -197,7 +200,8 @@ def compare_latency(
     """Canary latency against stable's (one-sided Mann-Whitney U + effect size) and the p99 limit.
 
     The canary is slower when the test rejects at ``alpha`` and the Hodges-Lehmann shift exceeds
-    ``(max_latency_ratio - 1)`` times stable's median; its p99 may never exceed ``max_p99_ms``.
+    ``(max_latency_ratio - 1)`` times stable's median and ``min_latency_shift_ms``; its p99 may
+    never exceed ``max_p99_ms``.
     """
     name = f"latency ({source})"
     c = np.asarray(canary_ms, dtype=float)
@@ -224,7 +228,7 @@ def compare_latency(
     s_p50, s_p99 = (float(x) for x in np.percentile(s, [50, 99]))
     shift = hodges_lehmann_shift(c, s)
     p = float(stats.mannwhitneyu(c, s, alternative="greater").pvalue)
-    tolerance = (limits.max_latency_ratio - 1.0) * s_p50
+    tolerance = max((limits.max_latency_ratio - 1.0) * s_p50, limits.min_latency_shift_ms)
     figures.update(
         stable_p50_ms=s_p50, stable_p99_ms=s_p99, shift_ms=shift, tolerance_ms=tolerance, p_value=p
     )

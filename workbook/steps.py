@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,12 +160,7 @@ def run_stage(
         payload=payload,
     )
     header = target.settings.header_name
-    pins = {
-        version: traffic.probe(
-            url, PIN_REQUESTS, headers={**host, header: track}, payload=payload, show_progress=False
-        )
-        for track, version in tracks.items()
-    }
+    pins = _pinned_at_once(url, tracks, {**host}, header, payload)
     compared, scores = None, {}
     if len(tracks) == 2:
         replayed = traffic.replay(
@@ -238,6 +234,26 @@ def retries_by_version(
                 n + int(c.get("upstream_rq_total", 0)),
             )
     return out
+
+
+def _pinned_at_once(
+    url: str, tracks: dict[str, str], headers: dict[str, str], header: str, payload: Any
+) -> dict[str, traffic.ProbeResult]:
+    """``PIN_REQUESTS`` pinned to each track, all tracks at the same time: the same load in the
+    same moment, so a busy machine slows both alike (their latencies are compared)."""
+    with ThreadPoolExecutor(max_workers=max(1, len(tracks))) as pool:
+        futures = {
+            version: pool.submit(
+                traffic.probe,
+                url,
+                PIN_REQUESTS,
+                headers={**headers, header: track},
+                payload=payload,
+                show_progress=False,
+            )
+            for track, version in tracks.items()
+        }
+        return {version: f.result() for version, f in futures.items()}
 
 
 def stats_delta(
