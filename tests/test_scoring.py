@@ -298,3 +298,15 @@ def test_fault_knob_fails_the_given_share_after_the_first_requests(
     codes = [score.run(json.dumps({"data": [[1.0, 2.0]]})).status_code for _ in range(50)]
     assert codes[:10] == [200] * 10
     assert codes[10:].count(500) == 10  # a quarter of the 40 after the first 10
+
+
+def test_hostile_payloads_are_4xx_never_500(score: ModuleType) -> None:
+    """A client's garbage must not count as a canary error: deep nesting is a 400, an oversized
+    body a 413."""
+    deep = '{"data": ' + "[" * 3000 + "]" * 3000 + "}"
+    reply = score.run(deep)
+    assert reply.status_code == 400 and "nests deeper" in json.loads(reply.get_data())["message"]
+    big = '{"data": [[' + ",".join(["1"] * 600_000) + "]]}"
+    assert len(big) > score.MAX_BODY_BYTES
+    reply = score.run(big)
+    assert reply.status_code == 413 and "more than" in json.loads(reply.get_data())["message"]

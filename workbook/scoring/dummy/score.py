@@ -35,6 +35,8 @@ except ImportError:  # pragma: no cover - legacy images that ship azureml-defaul
 
 MODEL_FILE = "model.json"
 VERSION_HEADER = "x-model-version"
+#: The largest request body scored (``DUMMY_MAX_BODY_BYTES``); a larger one is a 413.
+MAX_BODY_BYTES = int(os.environ.get("DUMMY_MAX_BODY_BYTES") or 1 << 20)
 
 logger = logging.getLogger("azmlinfsrv.score")
 
@@ -44,7 +46,11 @@ FAULTS = Faults()
 
 
 class BadRequest(ValueError):
-    """The request payload is not ``{"data": [[number, ...], ...]}``."""
+    """The request payload is not ``{"data": [[number, ...], ...]}`` (``status``: 400 or 413)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def find_model_file(model_dir: Path, version: str | None = None) -> Path:
@@ -113,10 +119,14 @@ def parse_rows(raw: Any) -> list[list[float]]:
     if raw is None or (isinstance(raw, str) and not raw.strip()):
         return []
     if isinstance(raw, str):
+        if len(raw) > MAX_BODY_BYTES:
+            raise BadRequest(f"payload is {len(raw)} bytes, more than {MAX_BODY_BYTES}", 413)
         try:
             raw = json.loads(raw)
         except ValueError as e:
             raise BadRequest(f"payload is not JSON: {e}") from None
+        except RecursionError:
+            raise BadRequest("payload nests deeper than JSON rows of numbers can") from None
     if raw == {}:  # GET /score without query parameters
         return []
     if not isinstance(raw, dict) or "data" not in raw:
@@ -181,7 +191,7 @@ def run(raw: Any, request_headers: dict[str, str] | None = None) -> Any:
     except BadRequest as e:
         if AMLResponse is None:  # pragma: no cover - no way to set a status code
             raise
-        return AMLResponse({"message": str(e)}, 400, headers, json_str=True)
+        return AMLResponse({"message": str(e)}, e.status, headers, json_str=True)
     if AMLResponse is None:  # pragma: no cover
         return answer
     return AMLResponse(answer, 200, headers, json_str=True)
