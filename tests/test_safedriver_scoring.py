@@ -9,12 +9,9 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -22,6 +19,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from test_scoring import LAUNCH, free_port, http
 
 from workbook.apps import SCORING_DIR, SHARED_MODULES
 from workbook.local.packaging import ensure_safe_driver_images
@@ -259,28 +257,6 @@ def test_the_swagger_example_is_a_valid_request(score: ModuleType) -> None:
 
 
 # ---- integration: the real azmlinfsrv ------------------------------------------------------------
-
-LAUNCH = (
-    "import sys; import azureml_inference_server_http.amlserver as s; "
-    "s.DEFAULT_HOST = '127.0.0.1'; sys.argv = ['azmlinfsrv', *sys.argv[1:]]; s.run()"
-)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def http(
-    method: str, url: str, data: bytes | None = None, headers: dict[str, str] | None = None
-) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=20) as response:
-            return response.status, dict(response.headers), response.read()
-    except urllib.error.HTTPError as e:
-        return e.code, dict(e.headers), e.read()
 
 
 @pytest.fixture(scope="module")

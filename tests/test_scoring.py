@@ -193,11 +193,16 @@ def free_port() -> int:
 
 
 def http(
-    method: str, url: str, data: bytes | None = None, headers: dict[str, str] | None = None
+    method: str,
+    url: str,
+    data: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    timeout_s: float = 20,
 ) -> tuple[int, dict[str, str], bytes]:
+    """One request to a server on loopback: status, headers, body (errors too)."""
     request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as e:
         return e.code, dict(e.headers), e.read()
