@@ -13,14 +13,9 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -31,7 +26,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PIPELINE = ROOT / "azure-pipelines.yml"
 SHIFTS = [f"Shift_{w}" for w in STAGE_PLAN]
 ORDER = ["Package", "DeployCanary", *SHIFTS, "Promote", "Rollback"]
-REQUESTS = 300
 
 needs_notebooks = pytest.mark.skipif(
     not (ROOT / "notebooks" / "04_shift_traffic.ipynb").exists(),
@@ -181,61 +175,6 @@ def test_a_run_canceled_during_a_shift_rolls_back(
     assert list(artifact(result, "Shift_10").glob("*.ipynb")), "always() steps publish"
     records = json.loads((artifact(result, "Rollback") / "records.json").read_text())
     assert records == {"decision": "rollback"}
-
-
-def workbook(state_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "workbook.cli", "--state-dir", str(state_dir), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-@pytest.fixture
-def state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A mesh state directory of its own; the mesh is stopped afterwards."""
-    state = tmp_path / "state"
-    monkeypatch.setenv("WORKBOOK_STATE_DIR", str(state))
-    monkeypatch.setenv("WORKBOOK_TARGET", "local")
-    try:
-        yield state
-    finally:
-        workbook(state, "down")
-
-
-def run(parameters: dict[str, Any]) -> PipelineResult:
-    run_id = f"pytest-{uuid.uuid4().hex[:8]}"
-    result = run_pipeline(
-        PIPELINE,
-        target="local",
-        run_id=run_id,
-        parameters={"requests": REQUESTS, **parameters},
-        workdir=ROOT,
-        verbose=False,
-    )
-    return result
-
-
-def status(state_dir: Path) -> dict[str, Any]:
-    proc = workbook(state_dir, "status", "--json")
-    assert proc.returncode == 0, proc.stderr
-    data: dict[str, Any] = json.loads(proc.stdout)
-    return data
-
-
-def weights_by_track(state: dict[str, Any]) -> dict[str, int]:
-    return {v["track"]: int(v["weight"]) for v in state["versions"]}
-
-
-def assert_artifacts(result: PipelineResult, stages: list[str]) -> None:
-    for name in stages:
-        stage = result.stage(name)
-        published = artifact(result, name)
-        assert published.is_dir(), f"{name}: no artifact at {published}"
-        assert list(published.glob("*.ipynb")), f"{name}: no executed notebook in {published}"
-        assert stage.summary and (result.run_dir / name / "summary.md").is_file()
 
 
 # The whole flow through this pipeline, healthy and failing, with its stage results, artifacts and
