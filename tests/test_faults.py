@@ -4,10 +4,6 @@ azmlinfsrv (crash-after exits the worker; latency and drift show in its answers)
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from test_scoring import LAUNCH, free_port, http, load_score
+from test_scoring import azmlinfsrv, http, load_score
 
 from workbook import faults
 from workbook.errors import ConfigError
@@ -136,32 +132,9 @@ def test_faults_in_the_real_azmlinfsrv(tmp_path: Path) -> None:
     worker exits with the fourth request unanswered (the gunicorn master logs the exit)."""
     model_dir = tmp_path / "model"
     dummy_model_source("v2", model_dir, name="safe-driver")
-    home = tmp_path / "home"
-    home.mkdir()
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")}
-    env.update(HOME=str(home), AZUREML_MODEL_DIR=str(model_dir), PYTHONUNBUFFERED="1")
-    env.update(faults.parse("crash-after=3,latency=150ms,drift=0.25"))
+    spec = faults.parse("crash-after=3,latency=150ms,drift=0.25")
     score_py = Path(load_score().__file__ or "")
-    argv = [sys.executable, "-c", LAUNCH, "--entry_script", str(score_py), "--port", str(port)]
-    argv += ["--model_dir", str(model_dir)]
-    log_path = tmp_path / "azmlinfsrv.log"
-    base = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            argv, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"azmlinfsrv exited:\n{log_path.read_text()}"
-            try:
-                if http("GET", base + "/")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"no GET / in 60 s:\n{log_path.read_text()}"
-            time.sleep(0.2)
+    with azmlinfsrv(score_py, model_dir, tmp_path / "home", spec) as (base, log_path):
         body = json.dumps({"data": [[0.0, 0.0]]}).encode()
         headers = {"Content-Type": "application/json"}
         for _ in range(3):
@@ -177,11 +150,3 @@ def test_faults_in_the_real_azmlinfsrv(tmp_path: Path) -> None:
         while "FAULT_CRASH_AFTER=3: the worker exits now" not in log_path.read_text():
             assert time.monotonic() < deadline, log_path.read_text()
             time.sleep(0.2)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)

@@ -7,11 +7,7 @@ import importlib.metadata
 import importlib.util
 import itertools
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -19,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from test_scoring import LAUNCH, free_port, http
+from test_scoring import azmlinfsrv, http
 
 from workbook.apps import SCORING_DIR, SHARED_MODULES
 from workbook.local.packaging import ensure_safe_driver_images
@@ -262,40 +258,10 @@ def test_the_swagger_example_is_a_valid_request(score: ModuleType) -> None:
 @pytest.fixture(scope="module")
 def server(bundles: list[ImageBundle], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """azmlinfsrv serving the v2 bundle on 127.0.0.1, as a local pod runs it."""
-    assert (Path(sys.executable).parent / "azmlinfsrv").exists(), "azmlinfsrv not in the venv"
     bundle = bundles[1]
     home = tmp_path_factory.mktemp("sd-home")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")}
-    env.update(HOME=str(home), AZUREML_MODEL_DIR=str(bundle.model_dir_path), PYTHONUNBUFFERED="1")
-    argv = [sys.executable, "-c", LAUNCH, "--entry_script", str(bundle.entry_script_path)]
-    argv += ["--model_dir", str(bundle.model_dir_path), "--port", str(port)]
-    log_path = home / "azmlinfsrv.log"
-    base = f"http://127.0.0.1:{port}"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            argv, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, f"azmlinfsrv exited:\n{log_path.read_text()}"
-            try:
-                if http("GET", base + "/")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"no GET / in 90 s:\n{log_path.read_text()}"
-            time.sleep(0.2)
+    with azmlinfsrv(bundle.entry_script_path, bundle.model_dir_path, home, ready_s=90) as (base, _):
         yield base
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
 
 
 JSON = {"Content-Type": "application/json"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib.util
 import json
 import os
@@ -13,6 +14,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -208,42 +210,33 @@ def http(
         return e.code, dict(e.headers), e.read()
 
 
-@pytest.mark.integration
-def test_azmlinfsrv_serves_the_bundle(tmp_path: Path) -> None:
+@contextlib.contextmanager
+def azmlinfsrv(
+    entry_script: Path,
+    model_dir: Path,
+    home: Path,
+    env: dict[str, str] | None = None,
+    *,
+    ready_s: float = 60,
+) -> Iterator[tuple[str, Path]]:
+    """The real azmlinfsrv serving ``entry_script`` on 127.0.0.1, as a local pod runs it: yields
+    its base URL and log once ``GET /`` answers; stopped (its process group) at the end."""
     assert (Path(sys.executable).parent / "azmlinfsrv").exists(), "azmlinfsrv not in the venv"
-    registry, store = LocalModelRegistry(tmp_path), LocalImageStore(tmp_path)
-    source = dummy_model_source("v2", tmp_path / "src", name="safe-driver")
-    registry.register("safe-driver", source, "v2")
-    bundle = package_local(registry, store, "safe-driver", "v2", "example.io/scoring:v2")
-    home = tmp_path / "home"
-    home.mkdir()
+    home.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")}
-    env.update(
-        HOME=str(home),
-        MODEL_VERSION="v7",
-        AZUREML_MODEL_DIR=str(bundle.model_dir_path),
-        PYTHONUNBUFFERED="1",
-    )
-    argv = [
-        sys.executable,
-        "-c",
-        LAUNCH,
-        "--entry_script",
-        str(bundle.entry_script_path),
-        "--model_dir",
-        str(bundle.model_dir_path),
-        "--port",
-        str(port),
-    ]
-    log_path = tmp_path / "azmlinfsrv.log"
+    child = {k: v for k, v in os.environ.items() if k in ("PATH", "LANG", "LC_ALL")}
+    child.update(HOME=str(home), AZUREML_MODEL_DIR=str(model_dir), PYTHONUNBUFFERED="1")
+    child.update(env or {})
+    argv = [sys.executable, "-c", LAUNCH, "--entry_script", str(entry_script)]
+    argv += ["--model_dir", str(model_dir), "--port", str(port)]
+    log_path = home / "azmlinfsrv.log"
     base = f"http://127.0.0.1:{port}"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            argv, env=env, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            argv, env=child, cwd=home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + ready_s
         while True:
             assert proc.poll() is None, f"azmlinfsrv exited:\n{log_path.read_text()}"
             try:
@@ -251,9 +244,34 @@ def test_azmlinfsrv_serves_the_bundle(tmp_path: Path) -> None:
                     break
             except OSError:
                 pass
-            assert time.monotonic() < deadline, f"no GET / in 60 s:\n{log_path.read_text()}"
+            assert time.monotonic() < deadline, (
+                f"no GET / in {ready_s:g} s:\n{log_path.read_text()}"
+            )
             time.sleep(0.2)
+        yield base, log_path
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5)
 
+
+@pytest.mark.integration
+def test_azmlinfsrv_serves_the_bundle(tmp_path: Path) -> None:
+    assert (Path(sys.executable).parent / "azmlinfsrv").exists(), "azmlinfsrv not in the venv"
+    registry, store = LocalModelRegistry(tmp_path), LocalImageStore(tmp_path)
+    source = dummy_model_source("v2", tmp_path / "src", name="safe-driver")
+    registry.register("safe-driver", source, "v2")
+    bundle = package_local(registry, store, "safe-driver", "v2", "example.io/scoring:v2")
+    with azmlinfsrv(
+        bundle.entry_script_path,
+        bundle.model_dir_path,
+        tmp_path / "home",
+        {"MODEL_VERSION": "v7"},
+    ) as (base, _):
         json_headers = {"Content-Type": "application/json"}
         payload = json.dumps({"data": [[1, 2, 3], [0, 0, 0]]}).encode()
         status, headers, raw = http("POST", base + "/score", payload, json_headers)
@@ -279,14 +297,6 @@ def test_azmlinfsrv_serves_the_bundle(tmp_path: Path) -> None:
         assert "not JSON" in json.loads(raw)["message"]
         status, _, raw = http("POST", base + "/score", b'{"data": [[1]]}')  # form-encoded
         assert 400 <= status < 500, raw
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
 
 
 def test_fault_knob_fails_the_given_share_after_the_first_requests(
